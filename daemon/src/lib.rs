@@ -1,1 +1,13 @@
-//! placeholder
+//! vaultlet: a CSI node daemon that delivers Azure Key Vault objects into pod
+//! volumes, keeping plaintext only in memory.
+//!
+//! Module map (DESIGN §2): `params` parses volume attributes, `auth` picks
+//! and caches the identity, `keyvault` fetches through the official Azure
+//! SDK, `store` holds secret buffers, `mount` writes and tears down volumes,
+//! `volume` tracks published volumes, `csi` serves the gRPC API, `config`
+//! and `server` wire it together.
+#![warn(missing_docs)]
+
+pub mod mount;
+pub mod params;
+pub mod store;

@@ -1,0 +1,94 @@
+//! Volume attributes (`volume_context`) and the `objects` grammar, parsed and
+//! validated before any network call (DESIGN §4, §5).
+//!
+//! Entry point: [`parse_volume_context`]. Everything that comes out of it is
+//! validated: object names, versions, output paths (one guard, including
+//! version-history paths), permissions, encodings.
+//!
+//! Errors name the attribute, or the object index and key, and never contain
+//! the offending value.
+
+mod attributes;
+mod objects;
+mod path;
+mod size;
+
+pub use attributes::{
+    Backend, Cloud, PodInfo, VolumeParams, parse_volume_context, KUBELET_PREFIX,
+};
+pub use objects::{ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType, OutputFile};
+pub use path::RelPath;
+pub use size::parse_size;
+
+/// Why a volume's attributes were rejected. Maps to INVALID_ARGUMENT, except
+/// where `csi::status` says otherwise (e.g. [`ParamsError::NotInThisBuild`]).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParamsError {
+    /// A required attribute is absent or empty.
+    #[error("volume attribute {attribute} is required")]
+    Missing {
+        /// Attribute key, e.g. `keyvaultName`.
+        attribute: String,
+    },
+    /// An attribute has a value that does not parse or is out of range.
+    #[error("volume attribute {attribute} is invalid: {reason}")]
+    Invalid {
+        /// Attribute key.
+        attribute: String,
+        /// What is wrong, never the value itself.
+        reason: String,
+    },
+    /// An attribute of the old stack that vaultlet does not support, or an
+    /// unknown attribute.
+    #[error("volume attribute {attribute} is not supported: {reason}")]
+    Unsupported {
+        /// Attribute key.
+        attribute: String,
+        /// Why, and what to use instead.
+        reason: String,
+    },
+    /// A feature that exists but is not in this build yet (e.g. the fuse
+    /// backend, managed identity). Maps to FAILED_PRECONDITION.
+    #[error("{what} is not supported by this build yet")]
+    NotInThisBuild {
+        /// The feature, e.g. `vaultlet.dev/backend: fuse`.
+        what: String,
+    },
+    /// The `objects` attribute as a whole is malformed (not a mapping with
+    /// one `array` key, bad YAML, tab indentation...).
+    #[error("volume attribute objects: {reason}")]
+    Objects {
+        /// What is wrong, with a line/column when known.
+        reason: String,
+    },
+    /// One object is malformed: `objects[index].key`.
+    #[error("objects[{index}].{key}{}: {reason}", object_label(.name))]
+    Object {
+        /// 0-based index in the `array` list.
+        index: usize,
+        /// The key at fault (`objectName`, `objectAlias`, ...).
+        key: String,
+        /// The objectName, when known and itself valid (never a value).
+        name: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two objects resolve to the same output path, or one's path is a
+    /// directory prefix of the other's.
+    #[error("objects[{first}] and objects[{second}] write conflicting paths: {reason}")]
+    PathConflict {
+        /// Lower index.
+        first: usize,
+        /// Higher index.
+        second: usize,
+        /// e.g. `both write "s1"`, `"a" is a directory prefix of "a/b"`.
+        reason: String,
+    },
+}
+
+fn object_label(name: &Option<String>) -> String {
+    match name {
+        Some(n) => format!(" (object {n})"),
+        None => String::new(),
+    }
+}
