@@ -12,7 +12,12 @@
 #![forbid(unsafe_code)]
 
 /// Generated CSI v1 types, clients (`*_client`) and servers (`*_server`).
-#[allow(missing_docs, missing_debug_implementations, clippy::all, clippy::pedantic)]
+#[allow(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::all,
+    clippy::pedantic
+)]
 pub mod v1 {
     tonic::include_proto!("csi.v1");
 }
@@ -103,8 +108,8 @@ impl fmt::Debug for v1::NodeExpandVolumeRequest {
 
 #[cfg(test)]
 mod tests {
-    use super::v1::*;
     use super::SERVICE_ACCOUNT_TOKENS_KEY;
+    use super::v1::*;
 
     const CANARY: &str = "canary-9f2c1e-do-not-print";
 

@@ -4,10 +4,20 @@
 //! Module map (DESIGN §2): `params` parses volume attributes, `auth` picks
 //! and caches the identity, `keyvault` fetches through the official Azure
 //! SDK, `store` holds secret buffers, `mount` writes and tears down volumes,
-//! `volume` tracks published volumes, `csi` serves the gRPC API, `config`
-//! and `server` wire it together.
+//! `volume` tracks published volumes, `csi` serves the gRPC API,
+//! `telemetry` serves metrics, `config` and `server` wire it together, and
+//! `demo` (feature `demo`) plays the whole job locally.
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod config;
+pub mod csi;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod keyvault;
 pub mod mount;
 pub mod params;
+pub mod server;
 pub mod store;
+pub mod telemetry;
+pub mod volume;

@@ -1,1 +1,85 @@
-fn main() {}
+//! `vaultlet` binary: parses flags, installs tracing, runs `serve` or `demo`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use vaultlet::config::{Config, LogFormat, ServeArgs};
+
+/// vaultlet: a CSI node daemon that delivers Azure Key Vault secrets into pod
+/// volumes, in memory only.
+#[derive(Debug, Parser)]
+#[command(name = "vaultlet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the CSI node API on a unix socket (the DaemonSet's main process).
+    Serve(ServeArgs),
+    /// Run the whole job locally: a Key Vault emulator, the daemon on a temp
+    /// socket, and a simulated kubelet publishing and unpublishing one pod.
+    #[cfg(feature = "demo")]
+    Demo,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::try_from(args)?;
+    init_tracing(config.log_format);
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(vaultlet::server::serve(config, shutdown_signal()))?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // Before anything holds a secret: no core dumps, no ptrace by others.
+    let hardened = vaultlet::mount::sys::harden_process();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        #[cfg(feature = "demo")]
+        Command::Demo => {
+            init_tracing(LogFormat::Text);
+            vaultlet::demo::run()
+        }
+    };
+    if let Err(e) = hardened {
+        tracing::warn!(error = %e, "could not make the process undumpable");
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vaultlet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

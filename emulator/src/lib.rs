@@ -1,1 +1,35 @@
-//! placeholder
+//! An Azure Key Vault (secrets data plane) and Entra ID token endpoint emulator, over TLS on
+//! loopback, for vaultlet's tests, CI and `vaultlet demo`.
+//!
+//! It speaks the REST protocol the official Azure SDK for Rust sends
+//! (`azure_identity`, `azure_security_keyvault_secrets` 1.x): the 401 bearer challenge with
+//! `resource="https://vault.localhost"`, the client-credentials token grant with a client
+//! secret or a client assertion, and the secret GET and version-listing routes. Vaults are
+//! chosen by host (`https://<vault>.vault.localhost:PORT/`); the login host is
+//! `https://login.localhost:PORT`. Clients must resolve `*.localhost` to 127.0.0.1 and trust
+//! the CA generated at start ([`Emulator::ca_pem`]).
+//!
+//! Run it in process with [`Emulator::start`] and drive it through [`Emulator::state`], or as
+//! the `keyvault-emulator` binary with its JSON admin API (see the crate README). It never
+//! logs, nor puts in a response or error, a secret value, an access token, a client secret or
+//! a client assertion.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod admin;
+mod entra;
+mod keyvault;
+mod respond;
+mod server;
+mod state;
+mod tls;
+
+pub use entra::ASSERTION_TYPE;
+pub use keyvault::{VAULT_RESOURCE, VAULT_SUFFIX};
+pub use server::{Emulator, EmulatorConfig, EmulatorError};
+pub use state::{
+    ClientSpec, Counters, Fault, SecretSeed, SecretSpec, Seed, SeedParseError, State, StateError,
+    VaultSeed,
+};
+pub use tls::{CA_FILE, LEAF_SANS, TlsError};

@@ -11,8 +11,11 @@ mod tmpfs;
 
 use std::path::Path;
 
-pub use atomic_writer::{Payload, PayloadFile, WriteOutcome, write_payload, zero_and_remove_payload};
-pub use fake::{FakeMounter, MountCall};
+pub use atomic_writer::{
+    Payload, PayloadFile, WriteOutcome, visible_tree_matches, write_payload,
+    zero_and_remove_payload,
+};
+pub use fake::{FakeMounter, MountCall, REQUIRE_PRIVILEGED_ENV, privileged_or_skip};
 pub use teardown::{Teardown, teardown_target};
 pub use tmpfs::SysMounter;
 

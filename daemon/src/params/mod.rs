@@ -14,10 +14,14 @@ mod path;
 mod size;
 
 pub use attributes::{
-    Backend, Cloud, PodInfo, VolumeParams, parse_volume_context, KUBELET_PREFIX,
+    Backend, Cloud, KUBELET_PREFIX, PodInfo, SERVICE_ACCOUNT_TOKENS, VAULTLET_PREFIX, VolumeParams,
+    parse_volume_context,
 };
-pub use objects::{ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType, OutputFile};
-pub use path::RelPath;
+pub use objects::{
+    DEFAULT_FILE_MODE, MAX_VERSION_HISTORY, ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType,
+    OutputFile, parse_objects,
+};
+pub use path::{MAX_COMPONENT_BYTES, MAX_PATH_BYTES, RelPath};
 pub use size::parse_size;
 
 /// Why a volume's attributes were rejected. Maps to INVALID_ARGUMENT, except
@@ -61,6 +65,16 @@ pub enum ParamsError {
         /// What is wrong, with a line/column when known.
         reason: String,
     },
+    /// One item of the `array` list is malformed as a whole, before any of
+    /// its keys can be named (a mapping instead of a block string, bad YAML,
+    /// tab indentation, not a mapping of keys).
+    #[error("objects[{index}]: {reason}")]
+    Item {
+        /// 0-based index in the `array` list.
+        index: usize,
+        /// What is wrong, with a line/column inside the item when known.
+        reason: String,
+    },
     /// One object is malformed: `objects[index].key`.
     #[error("objects[{index}].{key}{}: {reason}", object_label(.name))]
     Object {
@@ -84,6 +98,38 @@ pub enum ParamsError {
         /// e.g. `both write "s1"`, `"a" is a directory prefix of "a/b"`.
         reason: String,
     },
+}
+
+/// A key as it may appear in an error: keys are names, not values, but an
+/// unknown key is caller input, so anything that does not look like a key
+/// name is replaced rather than echoed.
+fn display_key(key: &str) -> String {
+    let looks_like_a_key = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b));
+    if looks_like_a_key {
+        key.to_owned()
+    } else {
+        "<unrecognised key>".to_owned()
+    }
+}
+
+/// `key` folded for "did you mean" suggestions: lowercase, without `_`, `-`
+/// and spaces.
+fn fold_key(key: &str) -> String {
+    key.chars()
+        .filter(|c| !matches!(c, '_' | '-' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The entry of `known` that `key` resembles (same letters ignoring case
+/// and `_`/`-`), if any.
+fn suggest<'k>(key: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    let folded = fold_key(key);
+    known.into_iter().find(|k| fold_key(k) == folded)
 }
 
 fn object_label(name: &Option<String>) -> String {

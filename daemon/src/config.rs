@@ -1,0 +1,364 @@
+//! Command-line flags (clap derive; every flag also reads `VAULTLET_<FLAG>`)
+//! parsed into a validated [`Config`] (DESIGN §3).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::params::{Backend, parse_size};
+
+/// Delivery backend flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// A tmpfs per volume.
+    Tmpfs,
+    /// A per-namespace FUSE in-memory filesystem (not in this build yet).
+    Fuse,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for cluster log collectors.
+    Json,
+}
+
+/// Flags of `vaultlet serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// CSI socket: `unix:///path` or a bare path. Created with mode 0600; a
+    /// stale socket file is replaced.
+    #[arg(
+        long,
+        env = "VAULTLET_ENDPOINT",
+        default_value = "unix:///csi/csi.sock"
+    )]
+    pub endpoint: String,
+
+    /// Node name returned by NodeGetInfo (required).
+    #[arg(long, env = "VAULTLET_NODE_ID")]
+    pub node_id: String,
+
+    /// Driver name returned by GetPluginInfo. Use `secrets-store.csi.k8s.io`
+    /// for a drop-in replacement of the Secrets Store CSI Driver.
+    #[arg(long, env = "VAULTLET_DRIVER_NAME", default_value = "csi.vaultlet.dev")]
+    pub driver_name: String,
+
+    /// Kubelet root dir; target paths must be
+    /// `<root>/pods/<uid>/volumes/kubernetes.io~csi/<vol>/mount`.
+    #[arg(
+        long,
+        env = "VAULTLET_KUBELET_ROOT",
+        default_value = "/var/lib/kubelet"
+    )]
+    pub kubelet_root: PathBuf,
+
+    /// Directory for the index of published volumes (never holds secret values).
+    #[arg(long, env = "VAULTLET_STATE_DIR", default_value = "/run/vaultlet")]
+    pub state_dir: PathBuf,
+
+    /// Default delivery backend; a volume may override it with
+    /// `vaultlet.dev/backend`.
+    #[arg(long, env = "VAULTLET_BACKEND", value_enum, default_value = "tmpfs")]
+    pub backend: BackendArg,
+
+    /// Size cap of each tmpfs volume (`64Ki`, `16Mi`, bytes). The attribute
+    /// `vaultlet.dev/tmpfs-size` overrides it per volume.
+    #[arg(long, env = "VAULTLET_TMPFS_SIZE", default_value = "16Mi")]
+    pub tmpfs_size: String,
+
+    /// Overrides the cloud's Key Vault DNS suffix: the vault URL becomes
+    /// `https://{keyvaultName}.{SUFFIX}/`. `SUFFIX` may carry a `:PORT`.
+    #[arg(long, env = "VAULTLET_KEYVAULT_DNS_SUFFIX")]
+    pub keyvault_dns_suffix: Option<String>,
+
+    /// Overrides the cloud's Entra ID authority host (`https://HOST[:PORT]`).
+    #[arg(long, env = "VAULTLET_AUTHORITY_HOST")]
+    pub authority_host: Option<String>,
+
+    /// PEM file of CA certificates trusted in addition to the system's roots.
+    #[arg(long, env = "VAULTLET_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<PathBuf>,
+
+    /// Address of `/metrics`, `/healthz` and `/readyz`. An empty value turns
+    /// the endpoint off.
+    #[arg(long, env = "VAULTLET_METRICS_ADDR", default_value = "127.0.0.1:9810")]
+    pub metrics_addr: String,
+
+    /// Idle Key Vault connections are closed after this long (their buffers
+    /// held plaintext). humantime form: `500ms`, `30s`, `2m`.
+    #[arg(long, env = "VAULTLET_HTTP_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub http_idle_timeout: Duration,
+
+    /// Log format; `RUST_LOG` sets the level (default `info`).
+    #[arg(long, env = "VAULTLET_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Upper bound on one NodePublishVolume, below kubelet's 2 minutes.
+    #[arg(long, env = "VAULTLET_PUBLISH_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    pub publish_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("not a duration ({e})"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+/// Errors of turning flags into a [`Config`]. Each names the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag value is invalid.
+    #[error("--{flag}: {reason}")]
+    Invalid {
+        /// Flag name without dashes.
+        flag: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+/// Validated daemon configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Path of the CSI unix socket.
+    pub socket_path: PathBuf,
+    /// NodeGetInfo node_id.
+    pub node_id: String,
+    /// GetPluginInfo name.
+    pub driver_name: String,
+    /// Kubelet root dir (absolute).
+    pub kubelet_root: PathBuf,
+    /// State dir (absolute).
+    pub state_dir: PathBuf,
+    /// Default backend.
+    pub backend: Backend,
+    /// Default tmpfs size cap in bytes.
+    pub tmpfs_size: u64,
+    /// Key Vault DNS suffix override (`host[:port]`, no leading dot).
+    pub keyvault_dns_suffix: Option<String>,
+    /// Entra ID authority host override (`https://host[:port]`, no trailing slash).
+    pub authority_host: Option<String>,
+    /// Extra PEM roots.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Metrics listen address, `None` when disabled.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Idle connection timeout.
+    pub http_idle_timeout: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Bound on one publish.
+    pub publish_timeout: Duration,
+}
+
+/// CSI plugin name rule (CSI spec, GetPluginInfo): at most 63 characters,
+/// starts and ends with an alphanumeric, inside only alphanumerics, `-`, `.`.
+pub fn validate_driver_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("must be 1 to 63 characters".into());
+    }
+    let bytes = name.as_bytes();
+    let alnum = |b: u8| b.is_ascii_alphanumeric();
+    if !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return Err("must start and end with a letter or digit".into());
+    }
+    if !bytes.iter().all(|&b| alnum(b) || b == b'-' || b == b'.') {
+        return Err("may contain only letters, digits, '-' and '.'".into());
+    }
+    Ok(())
+}
+
+impl TryFrom<ServeArgs> for Config {
+    type Error = ConfigError;
+
+    fn try_from(a: ServeArgs) -> Result<Self, ConfigError> {
+        let socket_path = match a.endpoint.strip_prefix("unix://") {
+            Some(p) => PathBuf::from(p),
+            None if a.endpoint.contains("://") => {
+                return Err(invalid("endpoint", "only unix:// endpoints are supported"));
+            }
+            None => PathBuf::from(&a.endpoint),
+        };
+        if socket_path.as_os_str().is_empty() {
+            return Err(invalid("endpoint", "empty socket path"));
+        }
+        if a.node_id.trim().is_empty() {
+            return Err(invalid("node-id", "must not be empty"));
+        }
+        validate_driver_name(&a.driver_name).map_err(|r| invalid("driver-name", r))?;
+        if !a.kubelet_root.is_absolute() {
+            return Err(invalid("kubelet-root", "must be an absolute path"));
+        }
+        if !a.state_dir.is_absolute() {
+            return Err(invalid("state-dir", "must be an absolute path"));
+        }
+        let tmpfs_size = parse_size(&a.tmpfs_size).map_err(|r| invalid("tmpfs-size", r))?;
+        if tmpfs_size == 0 {
+            return Err(invalid("tmpfs-size", "must be greater than zero"));
+        }
+        let keyvault_dns_suffix = match a.keyvault_dns_suffix.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => {
+                let s = s.trim_start_matches('.');
+                if s.contains('/') || s.contains("://") {
+                    return Err(invalid("keyvault-dns-suffix", "expected HOST[:PORT]"));
+                }
+                url::Url::parse(&format!("https://kv.{s}/"))
+                    .map_err(|e| invalid("keyvault-dns-suffix", format!("not a host ({e})")))?;
+                Some(s.to_string())
+            }
+        };
+        let authority_host = match a.authority_host.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => {
+                let u = url::Url::parse(s)
+                    .map_err(|e| invalid("authority-host", format!("not a URL ({e})")))?;
+                if u.scheme() != "https" {
+                    return Err(invalid("authority-host", "must use https"));
+                }
+                Some(s.trim_end_matches('/').to_string())
+            }
+        };
+        let metrics_addr = match a.metrics_addr.trim() {
+            "" => None,
+            s => Some(
+                s.parse()
+                    .map_err(|_| invalid("metrics-addr", "expected IP:PORT or empty"))?,
+            ),
+        };
+        Ok(Config {
+            socket_path,
+            node_id: a.node_id,
+            driver_name: a.driver_name,
+            kubelet_root: a.kubelet_root,
+            state_dir: a.state_dir,
+            backend: match a.backend {
+                BackendArg::Tmpfs => Backend::Tmpfs,
+                BackendArg::Fuse => Backend::Fuse,
+            },
+            tmpfs_size,
+            keyvault_dns_suffix,
+            authority_host,
+            extra_ca_file: a.extra_ca_file,
+            metrics_addr,
+            http_idle_timeout: a.http_idle_timeout,
+            log_format: a.log_format,
+            publish_timeout: a.publish_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["vaultlet"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        Config::try_from(cli.serve).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = parse(&["--node-id", "n1"]).expect("valid");
+        assert_eq!(c.socket_path, PathBuf::from("/csi/csi.sock"));
+        assert_eq!(c.driver_name, "csi.vaultlet.dev");
+        assert_eq!(c.kubelet_root, PathBuf::from("/var/lib/kubelet"));
+        assert_eq!(c.state_dir, PathBuf::from("/run/vaultlet"));
+        assert_eq!(c.tmpfs_size, 16 * 1024 * 1024);
+        assert_eq!(
+            c.metrics_addr,
+            Some("127.0.0.1:9810".parse().expect("addr"))
+        );
+        assert_eq!(c.http_idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.publish_timeout, Duration::from_secs(90));
+        assert_eq!(c.backend, Backend::Tmpfs);
+    }
+
+    #[test]
+    fn empty_metrics_addr_disables_metrics() {
+        let c = parse(&["--node-id", "n1", "--metrics-addr", ""]).expect("valid");
+        assert_eq!(c.metrics_addr, None);
+    }
+
+    #[test]
+    fn bare_socket_path_and_short_durations_are_accepted() {
+        let c = parse(&[
+            "--node-id",
+            "n1",
+            "--endpoint",
+            "/tmp/x.sock",
+            "--http-idle-timeout",
+            "500ms",
+        ])
+        .expect("valid");
+        assert_eq!(c.socket_path, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(c.http_idle_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn node_id_is_required() {
+        assert!(parse(&[]).is_err());
+    }
+
+    #[test]
+    fn driver_name_rules() {
+        assert!(validate_driver_name("secrets-store.csi.k8s.io").is_ok());
+        assert!(validate_driver_name("-bad").is_err());
+        assert!(validate_driver_name("bad.").is_err());
+        assert!(validate_driver_name(&"a".repeat(64)).is_err());
+        assert!(validate_driver_name(&"a".repeat(63)).is_ok());
+        assert!(validate_driver_name("has space").is_err());
+        let err = parse(&["--node-id", "n1", "--driver-name", "-x"]).expect_err("invalid");
+        assert!(err.contains("--driver-name"), "{err}");
+    }
+
+    #[test]
+    fn dns_suffix_with_port_is_kept() {
+        let c = parse(&[
+            "--node-id",
+            "n",
+            "--keyvault-dns-suffix",
+            "vault.localhost:8443",
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.keyvault_dns_suffix.as_deref(),
+            Some("vault.localhost:8443")
+        );
+    }
+
+    #[test]
+    fn authority_host_must_be_https() {
+        let err = parse(&[
+            "--node-id",
+            "n",
+            "--authority-host",
+            "http://login.localhost",
+        ])
+        .expect_err("invalid");
+        assert!(err.contains("--authority-host"), "{err}");
+    }
+}

@@ -1,0 +1,432 @@
+//! CSI Node service: NodePublishVolume and NodeUnpublishVolume do the work;
+//! the rest answer as a node-only, stage-less driver must.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use csi_proto::v1::node_server::Node;
+use csi_proto::v1::volume_capability::AccessType;
+use csi_proto::v1::volume_capability::access_mode::Mode;
+use csi_proto::v1::*;
+use prost::Message;
+use tonic::{Request, Response, Status};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::status::CsiError;
+use super::target::{TargetPath, parse_target};
+use crate::auth::select_identity;
+use crate::config::Config;
+use crate::keyvault::{KeyVault, LAST_CAUSE};
+use crate::mount::{MountState, Mounter, Teardown, teardown_target, write_payload};
+use crate::params::{Backend, VolumeParams, parse_volume_context};
+use crate::telemetry::Metrics;
+use crate::volume::{PublishedVolume, Registry, fingerprint};
+
+/// Shared state of the Node service.
+#[derive(Debug, Clone)]
+pub struct NodeService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Arc<Config>,
+    keyvault: Arc<KeyVault>,
+    registry: Arc<Registry>,
+    mounter: Arc<dyn Mounter>,
+    metrics: Arc<Metrics>,
+}
+
+/// A publish request after the checks that need no I/O.
+struct PublishPlan {
+    target: TargetPath,
+    volume_id: String,
+    fingerprint: String,
+    params: VolumeParams,
+    secrets: HashMap<String, String>,
+    volume_context: HashMap<String, String>,
+    tmpfs_size: u64,
+}
+
+impl NodeService {
+    /// Builds the service.
+    pub fn new(
+        config: Arc<Config>,
+        keyvault: Arc<KeyVault>,
+        registry: Arc<Registry>,
+        mounter: Arc<dyn Mounter>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                keyvault,
+                registry,
+                mounter,
+                metrics,
+            }),
+        }
+    }
+}
+
+fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, CsiError> {
+    if value.is_empty() {
+        Err(CsiError::Request(format!("{field} is required")))
+    } else {
+        Ok(value)
+    }
+}
+
+fn check_capability(cap: Option<&VolumeCapability>) -> Result<Vec<u8>, CsiError> {
+    let cap = cap.ok_or_else(|| CsiError::Request("volume_capability is required".into()))?;
+    match &cap.access_type {
+        Some(AccessType::Mount(_)) => {}
+        Some(AccessType::Block(_)) => {
+            return Err(CsiError::Request(
+                "volume_capability: block access is not supported; use a mount volume".into(),
+            ));
+        }
+        None => {
+            return Err(CsiError::Request(
+                "volume_capability.access_type is required (mount)".into(),
+            ));
+        }
+    }
+    let mode = cap
+        .access_mode
+        .as_ref()
+        .ok_or_else(|| CsiError::Request("volume_capability.access_mode is required".into()))?;
+    match Mode::try_from(mode.mode) {
+        Ok(Mode::Unknown) | Err(_) => {
+            return Err(CsiError::Request(
+                "volume_capability.access_mode.mode is unknown".into(),
+            ));
+        }
+        Ok(_) => {}
+    }
+    Ok(cap.encode_to_vec())
+}
+
+impl Inner {
+    fn plan(&self, req: NodePublishVolumeRequest) -> Result<PublishPlan, CsiError> {
+        let volume_id = required(&req.volume_id, "volume_id")?.to_string();
+        let target_raw = required(&req.target_path, "target_path")?;
+        let cap = check_capability(req.volume_capability.as_ref())?;
+        if !req.readonly {
+            return Err(CsiError::Request(
+                "readonly must be true: vaultlet volumes are read-only (set readOnly: true on the volume)".into(),
+            ));
+        }
+        let target =
+            parse_target(&self.config.kubelet_root, target_raw).map_err(CsiError::Request)?;
+        let params = parse_volume_context(&req.volume_context)?;
+        if params.pod.uid != target.pod_uid {
+            return Err(CsiError::Request(
+                "target_path: its pod uid differs from csi.storage.k8s.io/pod.uid".into(),
+            ));
+        }
+        if params.backend.unwrap_or(self.config.backend) == Backend::Fuse {
+            return Err(CsiError::Params(
+                crate::params::ParamsError::NotInThisBuild {
+                    what: "the fuse backend (vaultlet.dev/backend: fuse or --backend fuse)".into(),
+                },
+            ));
+        }
+        let fingerprint = fingerprint(&volume_id, &cap, req.readonly, &req.volume_context);
+        Ok(PublishPlan {
+            tmpfs_size: params.tmpfs_size.unwrap_or(self.config.tmpfs_size),
+            target,
+            volume_id,
+            fingerprint,
+            params,
+            secrets: req.secrets,
+            volume_context: req.volume_context,
+        })
+    }
+
+    /// Runs with the target's lock held, in its own task.
+    async fn publish_locked(&self, plan: PublishPlan) -> Result<(), CsiError> {
+        let target = plan.target.path.clone();
+        let authority = self.keyvault.authority_host(plan.params.cloud);
+        let identity = select_identity(
+            &plan.params,
+            &plan.secrets,
+            &plan.volume_context,
+            &authority,
+        )?;
+        if let Some(existing) = self.registry.get(&target) {
+            if existing.fingerprint != plan.fingerprint {
+                return Err(CsiError::AlreadyExists {
+                    target: target.display().to_string(),
+                });
+            }
+            if self.mounter.mount_state(&target)? == MountState::Tmpfs {
+                // Same volume, still mounted: install the newest credential
+                // for later refreshes and answer OK without a second mount.
+                let vault_url = self.keyvault.vault_url(&plan.params);
+                if let Err(e) = self.keyvault.secret_client(&vault_url, &identity) {
+                    warn!(error = %e, "could not refresh the volume's credential");
+                }
+                debug!("already published");
+                return Ok(());
+            }
+            warn!("published volume lost its mount; publishing again");
+            self.registry.remove(&target)?;
+        }
+
+        // Fetch everything before touching the target: a failure leaves
+        // nothing behind.
+        let cause = Arc::new(Mutex::new(None::<String>));
+        let timeout = self.config.publish_timeout;
+        let fetch = LAST_CAUSE.scope(
+            cause.clone(),
+            self.keyvault.fetch_volume(&plan.params, &identity),
+        );
+        let payload = match tokio::time::timeout(timeout, fetch).await {
+            Ok(r) => r?,
+            Err(_) => {
+                let cause = cause
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .unwrap_or_else(|| "none recorded".into());
+                return Err(CsiError::Timeout {
+                    vault: plan.params.keyvault_name.clone(),
+                    seconds: timeout.as_secs(),
+                    cause,
+                });
+            }
+        };
+
+        // Something at the target that is not ours (or a stale mount from a
+        // lost index) must be dealt with before mounting.
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
+                return Err(CsiError::Precondition(format!(
+                    "target {} exists and is not a directory",
+                    target.display()
+                )));
+            }
+            Ok(_) => match self.mounter.mount_state(&target)? {
+                MountState::NotMounted => {}
+                MountState::Tmpfs | MountState::Fuse => {
+                    warn!("unknown vaultlet mount at target; tearing it down first");
+                    teardown_target(self.mounter.as_ref(), &target)?;
+                }
+                MountState::Foreign => {
+                    return Err(CsiError::Precondition(format!(
+                        "target {} has another filesystem mounted",
+                        target.display()
+                    )));
+                }
+            },
+            Err(_) => {}
+        }
+        let created = match std::fs::create_dir(&target) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(source) => {
+                return Err(CsiError::Mount(crate::mount::MountError::Io {
+                    op: "mkdir",
+                    path: target.display().to_string(),
+                    source,
+                }));
+            }
+        };
+        if let Err(e) = self.mounter.mount_tmpfs(&target, plan.tmpfs_size) {
+            if created {
+                let _ = std::fs::remove_dir(&target);
+            }
+            return Err(e.into());
+        }
+        let outcome = match write_payload(&target, &payload, Some(plan.tmpfs_size)) {
+            Ok(o) => o,
+            Err(e) => {
+                if let Err(t) = teardown_target(self.mounter.as_ref(), &target) {
+                    warn!(error = %t, "cleanup after a failed publish failed");
+                }
+                return Err(e.into());
+            }
+        };
+        drop(payload);
+        let record = PublishedVolume {
+            volume_id: plan.volume_id,
+            target_path: target.clone(),
+            fingerprint: plan.fingerprint,
+            namespace: plan.params.pod.namespace.clone(),
+            pod_uid: plan.params.pod.uid.clone(),
+            vault: plan.params.keyvault_name.clone(),
+            payload_dir: outcome.new_dir,
+        };
+        if let Err(e) = self.registry.insert(record) {
+            // The volume is complete and usable; only the restart index is stale.
+            warn!(error = %e, "could not persist the volume index");
+        }
+        self.metrics.published.set(self.registry.len() as i64);
+        info!(objects = plan.params.objects.len(), "published");
+        Ok(())
+    }
+
+    async fn unpublish_locked(&self, target: PathBuf) -> Result<(), CsiError> {
+        let result = teardown_target(self.mounter.as_ref(), &target)?;
+        self.registry.remove(&target)?;
+        self.metrics.published.set(self.registry.len() as i64);
+        match result {
+            Teardown::Absent => debug!("nothing at target"),
+            other => info!(teardown = ?other, "unpublished"),
+        }
+        Ok(())
+    }
+}
+
+impl NodeService {
+    async fn publish(&self, req: NodePublishVolumeRequest) -> Result<(), CsiError> {
+        let plan = self.inner.plan(req)?;
+        let inner = self.inner.clone();
+        let target: PathBuf = plan.target.path.clone();
+        // The task owns the lock: if the caller goes away, the publish still
+        // completes or cleans up, never leaving a half-written volume.
+        let span = tracing::Span::current();
+        let task = tokio::spawn(
+            async move {
+                let _guard = inner.registry.lock(&target).await;
+                inner.publish_locked(plan).await
+            }
+            .instrument(span),
+        );
+        task.await
+            .map_err(|e| CsiError::Internal(format!("publish task failed: {e}")))?
+    }
+
+    async fn unpublish(&self, req: NodeUnpublishVolumeRequest) -> Result<(), CsiError> {
+        required(&req.volume_id, "volume_id")?;
+        let target_raw = required(&req.target_path, "target_path")?;
+        let target =
+            parse_target(&self.inner.config.kubelet_root, target_raw).map_err(CsiError::Request)?;
+        let inner = self.inner.clone();
+        let span = tracing::Span::current();
+        let task = tokio::spawn(
+            async move {
+                let _guard = inner.registry.lock(&target.path).await;
+                inner.unpublish_locked(target.path).await
+            }
+            .instrument(span),
+        );
+        task.await
+            .map_err(|e| CsiError::Internal(format!("unpublish task failed: {e}")))?
+    }
+}
+
+fn finish<T>(
+    metrics: &Metrics,
+    method: &'static str,
+    r: Result<(), CsiError>,
+    ok: T,
+) -> Result<Response<T>, Status> {
+    match r {
+        Ok(()) => {
+            metrics.count_call(method, tonic::Code::Ok);
+            Ok(Response::new(ok))
+        }
+        Err(e) => {
+            let status = Status::from(e);
+            metrics.count_call(method, status.code());
+            warn!(code = ?status.code(), error = %status.message(), "{method} failed");
+            Err(status)
+        }
+    }
+}
+
+fn unimplemented(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what} is not implemented by vaultlet (node-only, no staging)"
+    ))
+}
+
+#[tonic::async_trait]
+impl Node for NodeService {
+    async fn node_stage_volume(
+        &self,
+        _: Request<NodeStageVolumeRequest>,
+    ) -> Result<Response<NodeStageVolumeResponse>, Status> {
+        Err(unimplemented("NodeStageVolume"))
+    }
+
+    async fn node_unstage_volume(
+        &self,
+        _: Request<NodeUnstageVolumeRequest>,
+    ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
+        Err(unimplemented("NodeUnstageVolume"))
+    }
+
+    async fn node_publish_volume(
+        &self,
+        request: Request<NodePublishVolumeRequest>,
+    ) -> Result<Response<NodePublishVolumeResponse>, Status> {
+        let req = request.into_inner();
+        let span = info_span!(
+            "NodePublishVolume",
+            volume_id = %req.volume_id,
+            pod_uid = %req.volume_context.get("csi.storage.k8s.io/pod.uid").map(String::as_str).unwrap_or(""),
+        );
+        let r = self.publish(req).instrument(span.clone()).await;
+        let _e = span.enter();
+        finish(
+            &self.inner.metrics,
+            "NodePublishVolume",
+            r,
+            NodePublishVolumeResponse {},
+        )
+    }
+
+    async fn node_unpublish_volume(
+        &self,
+        request: Request<NodeUnpublishVolumeRequest>,
+    ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
+        let req = request.into_inner();
+        let span = info_span!("NodeUnpublishVolume", volume_id = %req.volume_id);
+        let r = self.unpublish(req).instrument(span.clone()).await;
+        let _e = span.enter();
+        finish(
+            &self.inner.metrics,
+            "NodeUnpublishVolume",
+            r,
+            NodeUnpublishVolumeResponse {},
+        )
+    }
+
+    async fn node_get_volume_stats(
+        &self,
+        _: Request<NodeGetVolumeStatsRequest>,
+    ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
+        Err(unimplemented("NodeGetVolumeStats"))
+    }
+
+    async fn node_expand_volume(
+        &self,
+        _: Request<NodeExpandVolumeRequest>,
+    ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
+        Err(unimplemented("NodeExpandVolume"))
+    }
+
+    async fn node_get_capabilities(
+        &self,
+        _: Request<NodeGetCapabilitiesRequest>,
+    ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
+        Ok(Response::new(NodeGetCapabilitiesResponse {
+            capabilities: vec![],
+        }))
+    }
+
+    async fn node_get_info(
+        &self,
+        _: Request<NodeGetInfoRequest>,
+    ) -> Result<Response<NodeGetInfoResponse>, Status> {
+        Ok(Response::new(NodeGetInfoResponse {
+            node_id: self.inner.config.node_id.clone(),
+            max_volumes_per_node: 0,
+            accessible_topology: None,
+        }))
+    }
+}

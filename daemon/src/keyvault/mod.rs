@@ -1,0 +1,256 @@
+//! Key Vault access through the official Azure SDK for Rust
+//! (`azure_security_keyvault_secrets` 1.x, `azure_identity` 1.x): the shared
+//! transport, one `SecretClient` per (vault, identity), fetching and
+//! rendering of objects.
+
+mod error;
+mod fetch;
+mod transport;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::http::policies::{Policy, PolicyResult};
+use azure_core::http::{
+    ClientOptions, Context, ExponentialRetryOptions, Request, RetryOptions, Transport,
+};
+use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+
+pub use error::{Cause, classify};
+pub use fetch::{FetchError, FetchErrorKind};
+pub use transport::{LoopbackResolver, TransportError, build_http_client, is_localhost};
+
+use crate::auth::{AuthError, CredentialCache, Identity, IdentityKey};
+use crate::config::Config;
+use crate::params::{Cloud, VolumeParams};
+
+tokio::task_local! {
+    /// The last failure seen by any request of the current publish, so that a
+    /// publish timeout can name its cause.
+    pub static LAST_CAUSE: Arc<Mutex<Option<String>>>;
+}
+
+/// Per-try policy: records the status of failed tries into [`LAST_CAUSE`].
+#[derive(Debug)]
+struct RecordCause;
+
+#[async_trait::async_trait]
+impl Policy for RecordCause {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let host = request.url().host_str().unwrap_or("?").to_string();
+        let res = next[0].send(ctx, request, &next[1..]).await;
+        let note = match &res {
+            Ok(r) if !r.status().is_success() && u16::from(r.status()) != 401 => {
+                Some(format!("{host} answered {}", u16::from(r.status())))
+            }
+            Ok(_) => None,
+            Err(e) => Some(format!("{host}: {}", classify(e))),
+        };
+        if let Some(note) = note {
+            let _ = LAST_CAUSE.try_with(|c| {
+                *c.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+            });
+        }
+        res
+    }
+}
+
+/// Key Vault access for the whole daemon.
+pub struct KeyVault {
+    transport: Transport,
+    dns_suffix: Option<String>,
+    authority_host: Option<String>,
+    credentials: CredentialCache,
+    clients: Mutex<HashMap<(String, IdentityKey), Arc<SecretClient>>>,
+}
+
+impl fmt::Debug for KeyVault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyVault")
+            .field("dns_suffix", &self.dns_suffix)
+            .field("authority_host", &self.authority_host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyVault {
+    /// Builds the transport from the config.
+    ///
+    /// # Errors
+    /// [`TransportError`] for a bad `--extra-ca-file`.
+    pub fn new(config: &Config) -> Result<Self, TransportError> {
+        let http = build_http_client(config.extra_ca_file.as_deref(), config.http_idle_timeout)?;
+        Ok(Self {
+            transport: Transport::new(Arc::new(http)),
+            dns_suffix: config.keyvault_dns_suffix.clone(),
+            authority_host: config.authority_host.clone(),
+            credentials: CredentialCache::default(),
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `https://{keyvaultName}.{suffix}/` for a volume.
+    pub fn vault_url(&self, params: &VolumeParams) -> String {
+        let suffix = self
+            .dns_suffix
+            .as_deref()
+            .unwrap_or_else(|| params.cloud.keyvault_dns_suffix());
+        format!("https://{}.{}/", params.keyvault_name, suffix)
+    }
+
+    /// Entra ID authority host for a cloud (`--authority-host` wins).
+    pub fn authority_host(&self, cloud: Cloud) -> String {
+        self.authority_host
+            .clone()
+            .unwrap_or_else(|| cloud.authority_host().to_string())
+    }
+
+    fn client_options(&self, authority_host: &str) -> ClientOptions {
+        let mut custom = CustomConfiguration::default();
+        custom.authority_host = authority_host.to_string();
+        ClientOptions {
+            transport: Some(self.transport.clone()),
+            cloud: Some(Arc::new(CloudConfiguration::Custom(custom))),
+            retry: RetryOptions::exponential(ExponentialRetryOptions {
+                initial_delay: azure_core::time::Duration::milliseconds(250),
+                max_retries: 4,
+                max_total_elapsed: azure_core::time::Duration::seconds(60),
+                max_delay: azure_core::time::Duration::seconds(20),
+            }),
+            per_try_policies: vec![Arc::new(RecordCause)],
+            ..Default::default()
+        }
+    }
+
+    /// The SDK client for (vault, identity), created once and reused so its
+    /// credential's token cache and the connection pool are shared.
+    ///
+    /// # Errors
+    /// [`AuthError`] when the credential cannot be built; the vault URL is
+    /// validated by parameter parsing, an SDK refusal is reported the same way.
+    pub fn secret_client(
+        &self,
+        vault_url: &str,
+        identity: &Identity,
+    ) -> Result<Arc<SecretClient>, AuthError> {
+        let options = self.client_options(&identity.key.authority_host);
+        let credential = self.credentials.credential(identity, &options)?;
+        let key = (vault_url.to_string(), identity.key.clone());
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = SecretClient::new(
+            vault_url,
+            credential,
+            Some(SecretClientOptions {
+                client_options: options,
+                ..Default::default()
+            }),
+        )
+        .map_err(|e| AuthError::Credential {
+            client_id: identity.key.client_id.clone(),
+            reason: e.to_string(),
+        })?;
+        let client = Arc::new(client);
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+/// How long a fetch may run before it is abandoned with its last cause.
+pub fn publish_deadline(config: &Config) -> Duration {
+    config.publish_timeout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::PodInfo;
+
+    fn config(suffix: Option<&str>) -> Config {
+        Config {
+            socket_path: "/tmp/s".into(),
+            node_id: "n".into(),
+            driver_name: "csi.vaultlet.dev".into(),
+            kubelet_root: "/var/lib/kubelet".into(),
+            state_dir: "/run/vaultlet".into(),
+            backend: crate::params::Backend::Tmpfs,
+            tmpfs_size: 1 << 20,
+            keyvault_dns_suffix: suffix.map(str::to_string),
+            authority_host: None,
+            extra_ca_file: None,
+            metrics_addr: None,
+            http_idle_timeout: Duration::from_secs(30),
+            log_format: crate::config::LogFormat::Text,
+            publish_timeout: Duration::from_secs(90),
+        }
+    }
+
+    fn params(cloud: Cloud) -> VolumeParams {
+        VolumeParams {
+            keyvault_name: "kv1".into(),
+            tenant_id: "t".into(),
+            cloud,
+            client_id: None,
+            use_vm_managed_identity: false,
+            user_assigned_identity_id: None,
+            objects: vec![],
+            backend: None,
+            tmpfs_size: None,
+            pod: PodInfo {
+                name: None,
+                namespace: "ns".into(),
+                uid: "u".into(),
+                service_account_name: None,
+                ephemeral: true,
+            },
+        }
+    }
+
+    #[test]
+    fn c49_cloud_hosts() {
+        let kv = KeyVault::new(&config(None)).expect("kv");
+        assert_eq!(
+            kv.vault_url(&params(Cloud::Public)),
+            "https://kv1.vault.azure.net/"
+        );
+        assert_eq!(
+            kv.vault_url(&params(Cloud::China)),
+            "https://kv1.vault.azure.cn/"
+        );
+        assert_eq!(
+            kv.vault_url(&params(Cloud::UsGovernment)),
+            "https://kv1.vault.usgovcloudapi.net/"
+        );
+        assert_eq!(
+            kv.authority_host(Cloud::China),
+            "https://login.chinacloudapi.cn"
+        );
+        assert_eq!(
+            kv.authority_host(Cloud::UsGovernment),
+            "https://login.microsoftonline.us"
+        );
+        assert_eq!(
+            kv.authority_host(Cloud::Public),
+            "https://login.microsoftonline.com"
+        );
+    }
+
+    #[test]
+    fn c49_dns_suffix_with_port() {
+        let kv = KeyVault::new(&config(Some("vault.localhost:8443"))).expect("kv");
+        assert_eq!(
+            kv.vault_url(&params(Cloud::China)),
+            "https://kv1.vault.localhost:8443/"
+        );
+    }
+}

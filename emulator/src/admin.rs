@@ -1,0 +1,161 @@
+//! The admin API under `/admin/`: JSON routes that seed and inspect the emulator, on any
+//! host, without authentication, answered only to loopback peers.
+//!
+//! | Route | Body | Answer |
+//! |---|---|---|
+//! | `POST /admin/clients` | [`ClientSpec`] | 204 |
+//! | `POST /admin/vaults` | `{"name","allowed_clients":[…]}` | 204 |
+//! | `PUT /admin/vaults/{vault}/secrets/{name}` | [`SecretSpec`] | 200 `{"version":"<id>"}` |
+//! | `PATCH /admin/vaults/{vault}/secrets/{name}/{version}` | `{"enabled":bool}` | 204 |
+//! | `POST /admin/seed` | [`Seed`] | 204 |
+//! | `GET /admin/counters` | – | 200 [`Counters`](crate::Counters) |
+//! | `POST /admin/counters/reset` | – | 204 |
+//! | `POST /admin/faults` | [`Fault`] | 204 |
+//! | `DELETE /admin/faults` | – | 204 |
+//! | `POST /admin/tokens/revoke` | – | 204 |
+//!
+//! Client assertions are deliberately not readable here; use
+//! [`State::last_assertion`](crate::State::last_assertion) in process.
+
+use http::{Method, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::respond::{Req, Resp, empty, json, json_error_summary, kv_error};
+use crate::server::Ctx;
+use crate::state::{ClientSpec, Fault, SecretSpec, Seed, StateError};
+
+/// Body of `POST /admin/vaults`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VaultBody {
+    name: String,
+    #[serde(default, alias = "allowedClients")]
+    allowed_clients: Vec<String>,
+}
+
+/// Body of `PATCH /admin/vaults/{vault}/secrets/{name}/{version}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnabledBody {
+    enabled: bool,
+}
+
+fn parse<T: DeserializeOwned>(req: &Req) -> Result<T, Resp> {
+    serde_json::from_slice(&req.body).map_err(|err| {
+        kv_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &json_error_summary(&err),
+            None,
+        )
+    })
+}
+
+fn state_error(err: &StateError) -> Resp {
+    let (status, code) = match err {
+        StateError::UnknownVault(_) => (StatusCode::NOT_FOUND, "VaultNotFound"),
+        StateError::UnknownSecret { .. } | StateError::UnknownVersion { .. } => {
+            (StatusCode::NOT_FOUND, "SecretNotFound")
+        }
+        StateError::InvalidSecretName(_)
+        | StateError::InvalidVaultName(_)
+        | StateError::EmptyClientId => (StatusCode::BAD_REQUEST, "BadParameter"),
+    };
+    kv_error(status, code, &err.to_string(), None)
+}
+
+/// Handles a request under `/admin`.
+pub(crate) fn handle(ctx: &Ctx, req: &Req) -> Resp {
+    if !req.peer.ip().is_loopback() {
+        return kv_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The admin API answers loopback clients only.",
+            None,
+        );
+    }
+    match route(ctx, req) {
+        Ok(resp) | Err(resp) => resp,
+    }
+}
+
+fn route(ctx: &Ctx, req: &Req) -> Result<Resp, Resp> {
+    let rest = req.path.strip_prefix("/admin").unwrap_or_default();
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let segments: Vec<&str> = rest.split('/').collect();
+    let state = &ctx.state;
+    match (&req.method, segments.as_slice()) {
+        (&Method::POST, ["clients"]) => {
+            let spec: ClientSpec = parse(req)?;
+            if spec.client_id.is_empty() {
+                return Err(state_error(&StateError::EmptyClientId));
+            }
+            state.add_client(spec);
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (&Method::POST, ["vaults"]) => {
+            let body: VaultBody = parse(req)?;
+            state
+                .try_add_vault(&body.name, body.allowed_clients)
+                .map_err(|e| state_error(&e))?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (&Method::PUT, ["vaults", vault, "secrets", name]) => {
+            let spec: SecretSpec = parse(req)?;
+            let version = state
+                .set_secret(vault, name, spec)
+                .map_err(|e| state_error(&e))?;
+            Ok(json(StatusCode::OK, &json!({ "version": version })))
+        }
+        (&Method::PATCH, ["vaults", vault, "secrets", name, version]) => {
+            let body: EnabledBody = parse(req)?;
+            state
+                .set_secret_enabled(vault, name, version, body.enabled)
+                .map_err(|e| state_error(&e))?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (&Method::POST, ["seed"]) => {
+            let seed: Seed = parse(req)?;
+            state.apply_seed(seed).map_err(|e| state_error(&e))?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (&Method::GET, ["counters"]) => {
+            let counters = state.counters();
+            let body = serde_json::to_value(&counters).map_err(|_| {
+                kv_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "counters could not be serialised",
+                    None,
+                )
+            })?;
+            Ok(json(StatusCode::OK, &body))
+        }
+        (&Method::POST, ["counters", "reset"]) => {
+            state.reset_counters();
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (&Method::POST, ["faults"]) => {
+            let fault: Fault = parse(req)?;
+            state.inject_fault(fault);
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (&Method::DELETE, ["faults"]) => {
+            state.clear_faults();
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (&Method::POST, ["tokens", "revoke"]) => {
+            state.revoke_tokens();
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        _ => Err(kv_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("No admin route {} {}.", req.method, req.path),
+            None,
+        )),
+    }
+}
