@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::respond::{Req, Resp, empty, json, json_error_summary, kv_error};
+use crate::respond::{KvError, Req, Resp, empty, json, json_error_summary, kv_error};
 use crate::server::Ctx;
 use crate::state::{ClientSpec, Fault, SecretSpec, Seed, StateError};
 
@@ -42,18 +42,17 @@ struct EnabledBody {
     enabled: bool,
 }
 
-fn parse<T: DeserializeOwned>(req: &Req) -> Result<T, Resp> {
+fn parse<T: DeserializeOwned>(req: &Req) -> Result<T, KvError> {
     serde_json::from_slice(&req.body).map_err(|err| {
-        kv_error(
+        KvError::new(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            &json_error_summary(&err),
-            None,
+            json_error_summary(&err),
         )
     })
 }
 
-fn state_error(err: &StateError) -> Resp {
+fn state_error(err: &StateError) -> KvError {
     let (status, code) = match err {
         StateError::UnknownVault(_) => (StatusCode::NOT_FOUND, "VaultNotFound"),
         StateError::UnknownSecret { .. } | StateError::UnknownVersion { .. } => {
@@ -63,7 +62,7 @@ fn state_error(err: &StateError) -> Resp {
         | StateError::InvalidVaultName(_)
         | StateError::EmptyClientId => (StatusCode::BAD_REQUEST, "BadParameter"),
     };
-    kv_error(status, code, &err.to_string(), None)
+    KvError::new(status, code, err.to_string())
 }
 
 /// Handles a request under `/admin`.
@@ -76,12 +75,10 @@ pub(crate) fn handle(ctx: &Ctx, req: &Req) -> Resp {
             None,
         );
     }
-    match route(ctx, req) {
-        Ok(resp) | Err(resp) => resp,
-    }
+    route(ctx, req).unwrap_or_else(KvError::into_resp)
 }
 
-fn route(ctx: &Ctx, req: &Req) -> Result<Resp, Resp> {
+fn route(ctx: &Ctx, req: &Req) -> Result<Resp, KvError> {
     let rest = req.path.strip_prefix("/admin").unwrap_or_default();
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -125,11 +122,10 @@ fn route(ctx: &Ctx, req: &Req) -> Result<Resp, Resp> {
         (&Method::GET, ["counters"]) => {
             let counters = state.counters();
             let body = serde_json::to_value(&counters).map_err(|_| {
-                kv_error(
+                KvError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "InternalError",
                     "counters could not be serialised",
-                    None,
                 )
             })?;
             Ok(json(StatusCode::OK, &body))
@@ -151,11 +147,10 @@ fn route(ctx: &Ctx, req: &Req) -> Result<Resp, Resp> {
             state.revoke_tokens();
             Ok(empty(StatusCode::NO_CONTENT))
         }
-        _ => Err(kv_error(
+        _ => Err(KvError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
-            &format!("No admin route {} {}.", req.method, req.path),
-            None,
+            format!("No admin route {} {}.", req.method, req.path),
         )),
     }
 }

@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::respond::{Req, Resp, json, json_error_summary, kv_error};
+use crate::respond::{KvError, Req, Resp, json, json_error_summary, kv_error};
 use crate::server::Ctx;
 use crate::state::{Inner, IssuedToken, SecretSpec, Vault, Version, now_secs, valid_secret_name};
 
@@ -385,17 +385,16 @@ fn get_secret(host: &str, vault: &Vault, name: &str, version: Option<&str>) -> R
 }
 
 /// Page size and offset of a listing, or the error response.
-fn paging(req: &Req) -> Result<(usize, usize), Resp> {
+fn paging(req: &Req) -> Result<(usize, usize), KvError> {
     let max = match req.query_param("maxresults") {
         None => MAX_PAGE,
         Some(raw) => match raw.trim().parse::<usize>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
             _ => {
-                return Err(kv_error(
+                return Err(KvError::new(
                     StatusCode::BAD_REQUEST,
                     "BadParameter",
-                    &format!("The value of maxresults must be between 1 and {MAX_PAGE}."),
-                    None,
+                    format!("The value of maxresults must be between 1 and {MAX_PAGE}."),
                 ));
             }
         },
@@ -403,11 +402,10 @@ fn paging(req: &Req) -> Result<(usize, usize), Resp> {
     let skip = match req.query_param("$skiptoken") {
         None => 0,
         Some(raw) => raw.trim().parse::<usize>().map_err(|_| {
-            kv_error(
+            KvError::new(
                 StatusCode::BAD_REQUEST,
                 "BadParameter",
                 "The $skiptoken is not valid.",
-                None,
             )
         })?,
     };
@@ -435,7 +433,7 @@ fn list_versions(req: &Req, host: &str, vault: &Vault, name: &str) -> Resp {
     }
     let (max, skip) = match paging(req) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(err) => return err.into_resp(),
     };
     let Some(secret) = vault.secret(name) else {
         return secret_not_found(name);
@@ -467,7 +465,7 @@ fn list_versions(req: &Req, host: &str, vault: &Vault, name: &str) -> Resp {
 fn list_secrets(req: &Req, host: &str, vault: &Vault) -> Resp {
     let (max, skip) = match paging(req) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(err) => return err.into_resp(),
     };
     let items: Vec<Value> = vault
         .secrets

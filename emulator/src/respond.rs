@@ -66,6 +66,29 @@ pub(crate) fn kv_error(status: StatusCode, code: &str, message: &str, inner: Opt
     json(status, &json!({ "error": error }))
 }
 
+/// A Key Vault-shaped error, turned into a response with [`KvError::into_resp`].
+pub(crate) struct KvError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+impl KvError {
+    /// An error with this status, code and message.
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The response `{"error":{"code","message"}}`.
+    pub(crate) fn into_resp(self) -> Resp {
+        kv_error(self.status, self.code, &self.message, None)
+    }
+}
+
 /// An Entra ID error body, with `AADSTS<code>: ` prefixed to the description.
 pub(crate) fn entra_error(
     status: StatusCode,

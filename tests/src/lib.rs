@@ -1,1 +1,319 @@
-//! placeholder
+//! Integration harness for vaultlet: an in-process Key Vault emulator, the
+//! daemon on a temp socket with a temp kubelet root, the kubelet simulator,
+//! and a process-wide trace-level log capture used to prove that no secret
+//! value, token or client secret is ever logged.
+//!
+//! Privileged tests call [`privileged_or_skip`]: they skip with a printed
+//! reason when not root, and fail instead when
+//! `VAULTLET_REQUIRE_PRIVILEGED=1`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use keyvault_emulator::{ClientSpec, Emulator, EmulatorConfig, SecretSpec};
+use tempfile::TempDir;
+use vaultlet::config::{Config, LogFormat};
+use vaultlet::demo::kubelet::{Kubelet, Pod};
+use vaultlet::params::Backend;
+
+pub use vaultlet::mount::privileged_or_skip;
+
+/// Tenant used by every fixture.
+pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+/// Everything every test in this process logged, at trace level, with
+/// dependencies (RUST_LOG is ignored: the capture is always `trace`).
+#[derive(Clone, Default)]
+#[allow(missing_debug_implementations)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    /// A copy of the captured text.
+    pub fn text(&self) -> String {
+        let buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+struct BufWriter(LogBuffer);
+
+impl Write for BufWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once per test binary) the trace-level capture and returns it.
+pub fn logs() -> LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = LogBuffer::default();
+        let writer = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_ansi(false)
+            .with_writer(move || BufWriter(writer.clone()))
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+/// Panics if any of `needles` occurs in the captured logs.
+pub fn assert_not_logged(needles: &[String]) {
+    let text = logs().text();
+    for n in needles {
+        assert!(
+            !n.is_empty() && !text.contains(n.as_str()),
+            "a secret value, token or client secret reached the logs ({} bytes captured)",
+            text.len()
+        );
+    }
+}
+
+/// A distinctive value that is easy to find in logs.
+pub fn canary(tag: &str) -> String {
+    use rand_like::next;
+    format!("canary-{tag}-{:016x}{:016x}", next(), next())
+}
+
+mod rand_like {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    /// splitmix64 seeded from the clock: unique per call, no rand dependency.
+    pub fn next() -> u64 {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7);
+        let mut z = STATE
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(seed);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// A running emulator + daemon + kubelet simulator in a temp dir.
+#[allow(missing_debug_implementations)]
+pub struct Env {
+    /// The emulator.
+    pub emulator: Emulator,
+    /// Kubelet simulator connected to the daemon.
+    pub kubelet: Kubelet,
+    /// Kubelet root dir given to the daemon.
+    pub root: PathBuf,
+    /// State dir of the daemon.
+    pub state_dir: PathBuf,
+    /// Socket path.
+    pub socket: PathBuf,
+    /// Values that must never be logged (seeded values, tokens, secrets).
+    pub watched: Vec<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    daemon: Option<tokio::task::JoinHandle<Result<(), vaultlet::server::ServeError>>>,
+    _dir: TempDir,
+}
+
+/// The default daemon config for a test env rooted at `dir`.
+pub fn test_config(dir: &Path, emulator: &Emulator) -> Config {
+    Config {
+        socket_path: dir.join("csi.sock"),
+        node_id: "test-node".into(),
+        driver_name: "csi.vaultlet.dev".into(),
+        kubelet_root: dir.join("kubelet"),
+        state_dir: dir.join("state"),
+        backend: Backend::Tmpfs,
+        tmpfs_size: 1 << 20,
+        keyvault_dns_suffix: Some(emulator.dns_suffix()),
+        authority_host: Some(emulator.authority_host()),
+        extra_ca_file: emulator.ca_path().map(Path::to_path_buf),
+        metrics_addr: None,
+        http_idle_timeout: Duration::from_secs(30),
+        log_format: LogFormat::Text,
+        publish_timeout: Duration::from_secs(60),
+    }
+}
+
+impl Env {
+    /// Starts everything with the default config.
+    pub async fn start() -> Env {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts everything; `tweak` may change the daemon config.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Env {
+        logs();
+        let dir = tempfile::Builder::new()
+            .prefix("vaultlet-test-")
+            .tempdir()
+            .expect("temp dir");
+        let tls = dir.path().join("tls");
+        std::fs::create_dir_all(&tls).expect("tls dir");
+        let emulator = Emulator::start(EmulatorConfig {
+            tls_dir: Some(tls),
+            ..Default::default()
+        })
+        .await
+        .expect("emulator starts");
+        let mut config = test_config(dir.path(), &emulator);
+        tweak(&mut config);
+        let root = config.kubelet_root.clone();
+        let socket = config.socket_path.clone();
+        let state_dir = config.state_dir.clone();
+        std::fs::create_dir_all(&root).expect("kubelet root");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let daemon = tokio::spawn(vaultlet::server::serve(config, async {
+            let _ = stop_rx.await;
+        }));
+        for _ in 0..400 {
+            if socket.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let kubelet = Kubelet::connect(&socket, &root)
+            .await
+            .expect("daemon socket accepts connections");
+        Env {
+            emulator,
+            kubelet,
+            root,
+            state_dir,
+            socket,
+            watched: Vec::new(),
+            stop: Some(stop_tx),
+            daemon: Some(daemon),
+            _dir: dir,
+        }
+    }
+
+    /// Adds a vault readable by `clients`.
+    pub fn vault(&self, name: &str, clients: &[&str]) {
+        self.emulator
+            .state()
+            .add_vault(name, clients.iter().map(|c| c.to_string()).collect());
+    }
+
+    /// Seeds a secret version and watches its value. Returns the version id.
+    pub fn secret(&mut self, vault: &str, name: &str, value: &str) -> String {
+        self.secret_spec(vault, name, SecretSpec::new(value))
+    }
+
+    /// Seeds a secret version from a full spec and watches its value.
+    pub fn secret_spec(&mut self, vault: &str, name: &str, spec: SecretSpec) -> String {
+        if spec.value.len() >= 8 {
+            self.watched.push(spec.value.clone());
+        }
+        self.emulator
+            .state()
+            .set_secret(vault, name, spec)
+            .expect("seed secret")
+    }
+
+    /// Registers a workload-identity client and returns a pod whose kubelet
+    /// token the emulator accepts for it.
+    pub fn wi_pod(&mut self, client_id: &str, namespace: &str, uid: &str) -> Pod {
+        let token = canary("sa-token");
+        self.watched.push(token.clone());
+        self.emulator.state().add_client(ClientSpec {
+            client_id: client_id.into(),
+            tenant_id: Some(TENANT.into()),
+            secret: None,
+            federated_tokens: vec![token.clone()],
+        });
+        Pod {
+            name: format!("pod-{uid}"),
+            namespace: namespace.into(),
+            uid: uid.into(),
+            service_account: "app".into(),
+            token: Some(token),
+        }
+    }
+
+    /// Registers a service-principal client and returns its nodePublishSecretRef map.
+    pub fn sp_secrets(&mut self, client_id: &str) -> HashMap<String, String> {
+        let secret = canary("client-secret");
+        self.watched.push(secret.clone());
+        self.emulator.state().add_client(ClientSpec {
+            client_id: client_id.into(),
+            tenant_id: Some(TENANT.into()),
+            secret: Some(secret.clone()),
+            federated_tokens: vec![],
+        });
+        [
+            ("clientid".to_string(), client_id.to_string()),
+            ("clientsecret".to_string(), secret),
+        ]
+        .into()
+    }
+
+    /// Stops the daemon and the emulator, then checks that nothing watched
+    /// was logged.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(d) = self.daemon.take() {
+            let _ = d.await;
+        }
+        let watched = std::mem::take(&mut self.watched);
+        self.emulator.shutdown().await;
+        assert_not_logged(&watched);
+    }
+}
+
+/// Volume attributes for `vault` with workload identity `client_id`.
+pub fn attrs(vault: &str, client_id: Option<&str>, objects: &str) -> HashMap<String, String> {
+    let mut m: HashMap<String, String> = [
+        ("keyvaultName".to_string(), vault.to_string()),
+        ("tenantId".to_string(), TENANT.to_string()),
+        ("objects".to_string(), objects.to_string()),
+    ]
+    .into();
+    if let Some(c) = client_id {
+        m.insert("clientID".into(), c.into());
+    }
+    m
+}
+
+/// An `objects` attribute from block-scalar items, e.g.
+/// `objects(&["objectName: s1\nobjectType: secret"])`.
+pub fn objects(items: &[&str]) -> String {
+    let mut out = String::from("array:\n");
+    for item in items {
+        out.push_str("  - |\n");
+        for line in item.lines() {
+            out.push_str("    ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Whether something is mounted exactly at `path` (from mountinfo).
+pub fn is_mounted(path: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let p = path.display().to_string();
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
+/// Filesystem magic of `path` is tmpfs.
+pub fn is_tmpfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+        .unwrap_or(false)
+}

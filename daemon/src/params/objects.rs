@@ -1029,7 +1029,10 @@ mod tests {
     fn tab_after_a_key_is_a_yaml_error_with_its_position() {
         let err = parse_err(&["objectType: secret\nobjectName:\tzzs1"]);
         assert!(matches!(err, ParamsError::Item { index: 0, .. }), "{err:?}");
-        assert!(reason(&err).contains("line 2, column 12 of the item"), "{err}");
+        assert!(
+            reason(&err).contains("line 2, column 13 of the item"),
+            "{err}"
+        );
         assert!(!err.to_string().contains("zzs1"), "{err}");
     }
 
@@ -1198,7 +1201,7 @@ mod tests {
             .expect_err("syntax");
         assert!(matches!(err, ParamsError::Objects { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("invalid YAML at line 5, column 1"), "{msg}");
+        assert!(msg.contains("invalid YAML at line 4, column 5"), "{msg}");
     }
 
     #[test]
