@@ -421,3 +421,435 @@ fn is_tenant(s: &str) -> bool {
                 && !label.ends_with('-')
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::params::ObjectType;
+
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const OBJECTS_YAML: &str = "array:\n  - |\n    objectName: s1\n    objectType: secret\n";
+
+    /// A valid minimal volume_context with `changes` inserted (an empty value
+    /// is kept as an empty value; use [`without`] to remove a key).
+    fn ctx(changes: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut m: HashMap<String, String> = [
+            (KEYVAULT_NAME, "kv-test"),
+            (TENANT_ID, TENANT),
+            (OBJECTS, OBJECTS_YAML),
+            (POD_NAMESPACE, "team-a"),
+            (POD_UID, "0d6c5a4e-1111-2222-3333-444455556666"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in changes {
+            m.insert((*k).to_owned(), (*v).to_owned());
+        }
+        m
+    }
+
+    fn without(mut m: HashMap<String, String>, key: &str) -> HashMap<String, String> {
+        m.remove(key);
+        m
+    }
+
+    fn parse_err(m: &HashMap<String, String>) -> ParamsError {
+        parse_volume_context(m).expect_err("must be rejected")
+    }
+
+    fn assert_invalid(err: &ParamsError, attribute: &str, hidden: &str) {
+        assert!(
+            matches!(err, ParamsError::Invalid { attribute: a, .. } if a == attribute),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(attribute), "{msg}");
+        assert!(!msg.contains(hidden), "message leaks the value: {msg}");
+    }
+
+    fn assert_unsupported(err: &ParamsError, attribute: &str, hidden: &str) {
+        assert!(
+            matches!(err, ParamsError::Unsupported { attribute: a, .. } if a == attribute),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(attribute), "{msg}");
+        assert!(!msg.contains(hidden), "message leaks the value: {msg}");
+    }
+
+    fn assert_missing(err: &ParamsError, attribute: &str) {
+        assert_eq!(
+            err,
+            &ParamsError::Missing {
+                attribute: attribute.to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn minimal_volume_gets_the_defaults() {
+        let p = parse_volume_context(&ctx(&[])).expect("valid");
+        assert_eq!(p.keyvault_name, "kv-test");
+        assert_eq!(p.tenant_id, TENANT);
+        assert_eq!(p.cloud, Cloud::Public);
+        assert_eq!(
+            (
+                p.client_id,
+                p.use_vm_managed_identity,
+                p.user_assigned_identity_id
+            ),
+            (None, false, None)
+        );
+        assert_eq!((p.backend, p.tmpfs_size), (None, None));
+        assert_eq!(p.objects.len(), 1);
+        assert_eq!(p.objects[0].object_type, ObjectType::Secret);
+        assert_eq!(
+            p.pod,
+            PodInfo {
+                name: None,
+                namespace: "team-a".to_owned(),
+                uid: "0d6c5a4e-1111-2222-3333-444455556666".to_owned(),
+                service_account_name: None,
+                ephemeral: false,
+            }
+        );
+    }
+
+    #[test]
+    fn every_read_attribute_is_read() {
+        let p = parse_volume_context(&ctx(&[
+            (CLOUD_NAME, "azurechinacloud"),
+            (CLIENT_ID, "11111111-2222-3333-4444-555555555555"),
+            (USE_VM_MANAGED_IDENTITY, "TRUE"),
+            (USER_ASSIGNED_IDENTITY_ID, "uai-1"),
+            (BACKEND, "Fuse"),
+            (TMPFS_SIZE, "64Ki"),
+            (POD_NAME, "web-0"),
+            (SERVICE_ACCOUNT_NAME, "web"),
+            (EPHEMERAL, "True"),
+        ]))
+        .expect("valid");
+        assert_eq!(p.cloud, Cloud::China);
+        assert_eq!(
+            p.client_id.as_deref(),
+            Some("11111111-2222-3333-4444-555555555555")
+        );
+        assert!(p.use_vm_managed_identity);
+        assert_eq!(p.user_assigned_identity_id.as_deref(), Some("uai-1"));
+        assert_eq!(p.backend, Some(Backend::Fuse));
+        assert_eq!(p.tmpfs_size, Some(65_536));
+        assert_eq!(p.pod.name.as_deref(), Some("web-0"));
+        assert_eq!(p.pod.service_account_name.as_deref(), Some("web"));
+        assert!(p.pod.ephemeral);
+    }
+
+    #[test]
+    fn keyvault_name_is_lowercased() {
+        let p = parse_volume_context(&ctx(&[(KEYVAULT_NAME, "KV-Test-01")])).expect("valid");
+        assert_eq!(p.keyvault_name, "kv-test-01");
+    }
+
+    #[test]
+    fn keyvault_name_is_required() {
+        assert_missing(&parse_err(&without(ctx(&[]), KEYVAULT_NAME)), KEYVAULT_NAME);
+        assert_missing(&parse_err(&ctx(&[(KEYVAULT_NAME, "")])), KEYVAULT_NAME);
+    }
+
+    #[test]
+    fn keyvault_name_rules_are_enforced_without_echoing_it() {
+        for (name, why) in [
+            ("zq", "3-24"),
+            ("zqzqzqzqzqzqzqzqzqzqzqzqz", "3-24"),
+            ("zq_kv", "letters, digits"),
+            ("zq.kv", "letters, digits"),
+            ("1zqkv", "start with a letter"),
+            ("-zqkv", "start with a letter"),
+            ("zqkv-", "end with a letter"),
+            ("zq--kv", "--"),
+        ] {
+            let err = parse_err(&ctx(&[(KEYVAULT_NAME, name)]));
+            assert_invalid(&err, KEYVAULT_NAME, "zq");
+            assert!(err.to_string().contains(why), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn keyvault_name_boundaries_are_accepted() {
+        for name in ["abc", "a23456789012345678901234", "a-b-c9"] {
+            assert!(
+                parse_volume_context(&ctx(&[(KEYVAULT_NAME, name)])).is_ok(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn tenant_is_required() {
+        assert_missing(&parse_err(&without(ctx(&[]), TENANT_ID)), TENANT_ID);
+        assert_missing(&parse_err(&ctx(&[(TENANT_ID, "")])), TENANT_ID);
+    }
+
+    #[test]
+    fn tenant_id_with_upper_case_d_is_accepted() {
+        let m = without(
+            ctx(&[(TENANT_ID_UPPER, "contoso.onmicrosoft.com")]),
+            TENANT_ID,
+        );
+        let p = parse_volume_context(&m).expect("valid");
+        assert_eq!(p.tenant_id, "contoso.onmicrosoft.com");
+    }
+
+    #[test]
+    fn both_tenant_spellings_must_agree() {
+        let same = ctx(&[(TENANT_ID_UPPER, &TENANT.to_ascii_uppercase())]);
+        assert_eq!(
+            parse_volume_context(&same).expect("same tenant").tenant_id,
+            TENANT
+        );
+        let err = parse_err(&ctx(&[(TENANT_ID_UPPER, "zqtenant.example")]));
+        assert_invalid(&err, TENANT_ID, "zqtenant");
+        assert!(err.to_string().contains("differ"), "{err}");
+    }
+
+    #[test]
+    fn tenant_must_be_a_guid_or_domain() {
+        for t in ["zq tenant", "zq/tenant", "zq..com", "-zq.com", "zq_tenant"] {
+            let err = parse_err(&ctx(&[(TENANT_ID, t)]));
+            assert_invalid(&err, TENANT_ID, "zq");
+        }
+    }
+
+    #[test]
+    fn c49_cloud_names() {
+        for (name, cloud) in [
+            ("AzurePublicCloud", Cloud::Public),
+            ("AzureChinaCloud", Cloud::China),
+            ("AzureUSGovernmentCloud", Cloud::UsGovernment),
+            ("azureusgovernmentcloud", Cloud::UsGovernment),
+            ("", Cloud::Public),
+        ] {
+            let p = parse_volume_context(&ctx(&[(CLOUD_NAME, name)])).expect(name);
+            assert_eq!(p.cloud, cloud, "{name}");
+        }
+        assert_eq!(Cloud::China.keyvault_dns_suffix(), "vault.azure.cn");
+        assert_eq!(
+            Cloud::UsGovernment.authority_host(),
+            "https://login.microsoftonline.us"
+        );
+
+        let err = parse_err(&ctx(&[(CLOUD_NAME, "ZqBogusCloud")]));
+        assert_invalid(&err, CLOUD_NAME, "ZqBogus");
+        let msg = err.to_string();
+        for valid in [
+            "AzurePublicCloud",
+            "AzureChinaCloud",
+            "AzureUSGovernmentCloud",
+        ] {
+            assert!(msg.contains(valid), "{msg}");
+        }
+    }
+
+    #[test]
+    fn azure_stack_cloud_is_unsupported() {
+        let err = parse_err(&ctx(&[(CLOUD_NAME, "AzureStackCloud")]));
+        assert_unsupported(&err, CLOUD_NAME, "zq");
+        assert!(err.to_string().contains("AzureStackCloud"), "{err}");
+    }
+
+    #[test]
+    fn use_vm_managed_identity_must_be_a_boolean() {
+        let p = parse_volume_context(&ctx(&[(USE_VM_MANAGED_IDENTITY, "False")])).expect("ok");
+        assert!(!p.use_vm_managed_identity);
+        let err = parse_err(&ctx(&[(USE_VM_MANAGED_IDENTITY, "zqyes")]));
+        assert_invalid(&err, USE_VM_MANAGED_IDENTITY, "zqyes");
+    }
+
+    #[test]
+    fn backend_must_be_tmpfs_or_fuse() {
+        let p = parse_volume_context(&ctx(&[(BACKEND, "TMPFS")])).expect("ok");
+        assert_eq!(p.backend, Some(Backend::Tmpfs));
+        let err = parse_err(&ctx(&[(BACKEND, "zqramfs")]));
+        assert_invalid(&err, BACKEND, "zqramfs");
+    }
+
+    #[test]
+    fn tmpfs_size_must_parse_and_be_positive() {
+        let p = parse_volume_context(&ctx(&[(TMPFS_SIZE, "32Mi")])).expect("ok");
+        assert_eq!(p.tmpfs_size, Some(32 << 20));
+        let err = parse_err(&ctx(&[(TMPFS_SIZE, "0")]));
+        assert_invalid(&err, TMPFS_SIZE, "zq");
+        assert!(err.to_string().contains("greater than zero"), "{err}");
+        let err = parse_err(&ctx(&[(TMPFS_SIZE, "64 zqKi")]));
+        assert_invalid(&err, TMPFS_SIZE, "zq");
+    }
+
+    #[test]
+    fn objects_is_required() {
+        assert_missing(&parse_err(&without(ctx(&[]), OBJECTS)), OBJECTS);
+        assert_missing(&parse_err(&ctx(&[(OBJECTS, "")])), OBJECTS);
+    }
+
+    #[test]
+    fn objects_errors_pass_through() {
+        let bad = "array:\n  - |\n    objectName: s1\n    objectType: zqbogus\n";
+        let err = parse_err(&ctx(&[(OBJECTS, bad)]));
+        assert!(
+            matches!(&err, ParamsError::Object { index: 0, key, .. } if key == "objectType"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn pod_namespace_and_uid_are_required() {
+        assert_missing(&parse_err(&without(ctx(&[]), POD_NAMESPACE)), POD_NAMESPACE);
+        assert_missing(&parse_err(&ctx(&[(POD_UID, "")])), POD_UID);
+    }
+
+    #[test]
+    fn service_account_tokens_are_never_read_nor_echoed() {
+        let token = "zqTOKEN{not json";
+        let p = parse_volume_context(&ctx(&[(SERVICE_ACCOUNT_TOKENS, token)])).expect("ignored");
+        assert!(!format!("{p:?}").contains("zqTOKEN"));
+        let err = parse_err(&ctx(&[
+            (SERVICE_ACCOUNT_TOKENS, token),
+            (CLOUD_NAME, "bogus"),
+        ]));
+        assert!(!err.to_string().contains("zqTOKEN"), "{err}");
+        assert!(!format!("{err:?}").contains("zqTOKEN"), "{err:?}");
+    }
+
+    #[test]
+    fn secret_provider_class_is_unsupported_whatever_its_value() {
+        for v in ["zqspc", ""] {
+            let err = parse_err(&ctx(&[("secretProviderClass", v)]));
+            assert_unsupported(&err, "secretProviderClass", "zqspc");
+            assert!(
+                err.to_string().contains("put the attributes on the volume"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn cloud_env_file_name_is_unsupported_when_set() {
+        let err = parse_err(&ctx(&[("cloudEnvFileName", "/etc/zqenv.json")]));
+        assert_unsupported(&err, "cloudEnvFileName", "zqenv");
+        assert!(parse_volume_context(&ctx(&[("cloudEnvFileName", "")])).is_ok());
+    }
+
+    #[test]
+    fn use_pod_identity_true_is_unsupported_false_is_fine() {
+        let err = parse_err(&ctx(&[("usePodIdentity", "True")]));
+        assert_unsupported(&err, "usePodIdentity", "True");
+        for ok in ["false", "FALSE", ""] {
+            assert!(
+                parse_volume_context(&ctx(&[("usePodIdentity", ok)])).is_ok(),
+                "{ok}"
+            );
+        }
+        let err = parse_err(&ctx(&[("usePodIdentity", "zqmaybe")]));
+        assert_invalid(&err, "usePodIdentity", "zqmaybe");
+    }
+
+    #[test]
+    fn use_azure_token_proxy_true_is_unsupported() {
+        let err = parse_err(&ctx(&[("useAzureTokenProxy", "true")]));
+        assert_unsupported(&err, "useAzureTokenProxy", "zq");
+        assert!(parse_volume_context(&ctx(&[("useAzureTokenProxy", "false")])).is_ok());
+    }
+
+    #[test]
+    fn misspelled_attribute_is_unsupported_with_a_suggestion() {
+        let err = parse_err(&ctx(&[("keyVaultName", "zqkv")]));
+        assert_unsupported(&err, "keyVaultName", "zqkv");
+        assert!(
+            err.to_string().contains("did you mean keyvaultName?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_attribute_is_unsupported() {
+        for key in ["objectname", "podName", "podNamespace", "podUID"] {
+            let err = parse_err(&ctx(&[(key, "zqvalue")]));
+            assert_unsupported(&err, key, "zqvalue");
+            assert!(err.to_string().contains("unknown attribute"), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_attribute_that_does_not_look_like_a_key_is_not_echoed() {
+        let err = parse_err(&ctx(&[("zq secret value", "x")]));
+        assert_unsupported(&err, "<unrecognised key>", "zq secret");
+    }
+
+    #[test]
+    fn unknown_vaultlet_attribute_is_unsupported() {
+        let err = parse_err(&ctx(&[("vaultlet.dev/zqfeature", "on")]));
+        assert_unsupported(&err, "vaultlet.dev/zqfeature", "on:");
+    }
+
+    #[test]
+    fn foreign_prefixed_attributes_are_ignored() {
+        let m = ctx(&[
+            ("example.com/anything", "zq"),
+            ("csi.storage.k8s.io/pod.labels", "zq"),
+            ("secrets-store.csi.k8s.io/used", "true"),
+        ]);
+        assert!(parse_volume_context(&m).is_ok());
+    }
+
+    #[test]
+    fn first_bad_key_in_sorted_order_is_reported() {
+        let m = ctx(&[("zzz", "1"), ("aaa", "1"), ("secretProviderClass", "x")]);
+        for _ in 0..8 {
+            assert_unsupported(&parse_err(&m), "aaa", "zq");
+        }
+    }
+
+    #[test]
+    fn the_known_attribute_list_has_no_duplicates() {
+        let mut keys: Vec<_> = ATTRIBUTES.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), ATTRIBUTES.len());
+    }
+
+    fn any_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(
+                ATTRIBUTES
+                    .iter()
+                    .map(|(k, _)| (*k).to_owned())
+                    .collect::<Vec<_>>()
+            ),
+            "\\PC{0,20}",
+            "vaultlet\\.dev/[a-z]{0,8}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn parse_volume_context_never_panics(
+            map in prop::collection::hash_map(any_key(), "\\PC{0,40}", 0..12),
+            base in any::<bool>(),
+        ) {
+            let mut m = if base { ctx(&[]) } else { HashMap::new() };
+            m.extend(map);
+            let _ = parse_volume_context(&m);
+        }
+
+        #[test]
+        fn errors_never_contain_attribute_values(key in prop::sample::select(
+            ATTRIBUTES.iter().map(|(k, _)| *k).filter(|k| *k != OBJECTS).collect::<Vec<_>>()
+        )) {
+            let value = "zq\u{1}VALUE";
+            if let Err(e) = parse_volume_context(&ctx(&[(key, value)])) {
+                prop_assert!(!e.to_string().contains("VALUE"), "{}", e);
+            }
+        }
+    }
+}

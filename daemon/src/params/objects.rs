@@ -805,7 +805,7 @@ mod tests {
     #[test]
     fn c01_object_name_dotdot_is_rejected() {
         let err = parse_err(&["objectName: ..\nobjectType: secret"]);
-        assert_object_error(&err, 0, "objectName", "..:");
+        assert_object_error(&err, 0, "objectName", "..");
     }
 
     #[test]
