@@ -331,7 +331,7 @@ mod tests {
         assert!(validate_driver_name(&"a".repeat(64)).is_err());
         assert!(validate_driver_name(&"a".repeat(63)).is_ok());
         assert!(validate_driver_name("has space").is_err());
-        let err = parse(&["--node-id", "n1", "--driver-name", "-x"]).expect_err("invalid");
+        let err = parse(&["--node-id", "n1", "--driver-name=-x"]).expect_err("invalid");
         assert!(err.contains("--driver-name"), "{err}");
     }
 

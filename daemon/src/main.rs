@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the CSI node API on a unix socket (the DaemonSet's main process).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the whole job locally: a Key Vault emulator, the daemon on a temp
     /// socket, and a simulated kubelet publishing and unpublishing one pod.
     #[cfg(feature = "demo")]
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     let hardened = vaultlet::mount::sys::harden_process();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         #[cfg(feature = "demo")]
         Command::Demo => {
             init_tracing(LogFormat::Text);

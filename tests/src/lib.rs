@@ -317,3 +317,114 @@ pub fn is_tmpfs(path: &Path) -> bool {
         .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
         .unwrap_or(false)
 }
+
+impl Env {
+    /// Simulates kubelet refreshing `pod`'s service-account token: a new
+    /// token is issued and registered for `client_id` next to the old one
+    /// (both stay valid, as a federated credential accepts any token of the
+    /// service account). Returns the pod carrying the new token.
+    pub fn refresh_token(&mut self, client_id: &str, pod: &Pod) -> Pod {
+        let token = canary("sa-token-refreshed");
+        self.watched.push(token.clone());
+        let mut tokens: Vec<String> = pod.token.iter().cloned().collect();
+        tokens.push(token.clone());
+        self.emulator.state().add_client(ClientSpec {
+            client_id: client_id.into(),
+            tenant_id: Some(TENANT.into()),
+            secret: None,
+            federated_tokens: tokens,
+        });
+        Pod {
+            token: Some(token),
+            ..pod.clone()
+        }
+    }
+
+    /// The directory that holds the kubelet root, the state dir and the
+    /// socket: everything the daemon may legitimately write to.
+    pub fn base_dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+/// One line of `/proc/self/mountinfo`, the fields tests look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// Per-mount options (`rw,nosuid,nodev,noexec,relatime`).
+    pub mount_options: Vec<String>,
+    /// Filesystem type (`tmpfs`).
+    pub fs_type: String,
+    /// Superblock options (`rw,size=1024k,mode=755`).
+    pub super_options: Vec<String>,
+}
+
+/// Every mount whose mount point is exactly `path`, in mount order.
+pub fn mounts_at(path: &Path) -> Vec<MountInfo> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let p = path.display().to_string();
+    info.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if fields.get(4) != Some(&p.as_str()) {
+                return None;
+            }
+            let sep = fields.iter().position(|f| *f == "-")?;
+            let split = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
+            Some(MountInfo {
+                mount_options: split(fields.get(5)?),
+                fs_type: (*fields.get(sep + 1)?).to_string(),
+                super_options: split(fields.get(sep + 3).copied().unwrap_or("")),
+            })
+        })
+        .collect()
+}
+
+/// Every path under `dir`, relative to it, found without following
+/// symlinks; directories end with `/`, symlinks are shown as `name -> dest`.
+/// A missing `dir` gives an empty set.
+pub fn tree(dir: &Path) -> std::collections::BTreeSet<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(base)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                let dest = std::fs::read_link(&path)
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default();
+                out.insert(format!("{rel} -> {dest}"));
+            } else if meta.is_dir() {
+                out.insert(format!("{rel}/"));
+                walk(base, &path, out);
+            } else {
+                out.insert(rel);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Asserts that a failed publish left nothing at `target`: no mount, no
+/// directory, no file.
+pub fn assert_nothing_at(target: &Path) {
+    assert!(
+        !is_mounted(target),
+        "a failed publish left a mount at {}",
+        target.display()
+    );
+    assert!(
+        std::fs::symlink_metadata(target).is_err(),
+        "a failed publish left {} behind",
+        target.display()
+    );
+}

@@ -146,10 +146,10 @@ pub fn kubelet_token(
         }
         let mut parsed: HashMap<String, AudienceToken> =
             serde_json::from_str(raw).map_err(|_| AuthError::BadTokensEntry)?;
-        if let Some(t) = parsed.remove(audience) {
-            if !t.token.is_empty() {
-                return Ok(Some(SecretBytes::from_string(t.token)));
-            }
+        if let Some(t) = parsed.remove(audience)
+            && !t.token.is_empty()
+        {
+            return Ok(Some(SecretBytes::from_string(t.token)));
         }
         // Zeroize tokens of other audiences before dropping them.
         for (_, t) in parsed.drain() {

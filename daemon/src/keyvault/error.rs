@@ -117,7 +117,6 @@ fn transport_detail(err: &(dyn StdError + 'static)) -> String {
     } else {
         "connection failed"
     };
-    let mut last = last;
     last.truncate(200);
     format!("{kind}: {last}")
 }

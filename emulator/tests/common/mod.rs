@@ -116,7 +116,10 @@ pub fn vault_url(em: &Emulator, vault: &str, path: &str) -> String {
 }
 
 pub fn token_url(em: &Emulator, tenant: &str) -> String {
-    format!("https://login.localhost:{}/{tenant}/oauth2/v2.0/token", em.port())
+    format!(
+        "https://login.localhost:{}/{tenant}/oauth2/v2.0/token",
+        em.port()
+    )
 }
 
 pub async fn body_json(resp: reqwest::Response) -> (StatusCode, HeaderMap, Value) {
