@@ -169,17 +169,21 @@ pub(crate) async fn handle(ctx: &Ctx, req: &Req) -> Resp {
         (vault_name, challenge_tenant, auth, fault)
     };
 
+    let challenge = || challenge_header(ctx.port, &challenge_tenant);
     if let Some(fault) = fault {
         if let Some(ms) = fault.delay_ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         if fault.status != 0 {
             tracing::debug!(vault = %vault_name, path = %req.path, status = fault.status, "fault answered");
-            return fault_response(fault.status, fault.retry_after_secs);
+            let mut resp = fault_response(fault.status, fault.retry_after_secs);
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                resp.headers_mut().insert(WWW_AUTHENTICATE, challenge());
+            }
+            return resp;
         }
     }
 
-    let challenge = || challenge_header(ctx.port, &challenge_tenant);
     let token = match auth {
         Auth::Missing => {
             let mut resp = kv_error(
@@ -273,6 +277,9 @@ fn fault_response(status: u16, retry_after_secs: Option<u64>) -> Resp {
         StatusCode::INTERNAL_SERVER_ERROR => "InternalServerError",
         StatusCode::BAD_GATEWAY => "BadGateway",
         StatusCode::GATEWAY_TIMEOUT => "GatewayTimeout",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::NOT_FOUND => "NotFound",
         _ => "InjectedFault",
     };
     let message = if status == StatusCode::TOO_MANY_REQUESTS {

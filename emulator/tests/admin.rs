@@ -162,7 +162,7 @@ fn seed_json_example_from_the_readme_parses() {
         .expect("README has a JSON seed example")
         + 7;
     let end = start + readme[start..].find("```").expect("closing fence");
-    let seed = Seed::from_json(readme[start..end].as_bytes()).expect("README seed parses");
+    let seed = Seed::from_json(&readme.as_bytes()[start..end]).expect("README seed parses");
     assert!(!seed.clients.is_empty());
     assert!(!seed.vaults.is_empty());
 }

@@ -549,6 +549,31 @@ async fn fault_429_with_retry_after_for_the_next_two_requests_then_success() {
 }
 
 #[tokio::test]
+async fn fault_401_carries_the_challenge() {
+    let em = start().await;
+    let http = client(&em);
+    let token = sp_token(&em, &http).await;
+    em.state().inject_fault(Fault {
+        path_prefix: "/secrets/".into(),
+        status: 401,
+        count: 1,
+        ..Fault::default()
+    });
+    let url = vault_url(&em, "kv1", &format!("/secrets/s1/?{API}"));
+    let (status, headers, body) = get(&http, &url, Some(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "Unauthorized");
+    let challenge = headers
+        .get(WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        challenge.ends_with("resource=\"https://vault.localhost\""),
+        "{challenge}"
+    );
+}
+
+#[tokio::test]
 async fn delay_only_fault_delays_then_answers_normally() {
     let em = start().await;
     let http = client(&em);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use yaml_rust2::Event;
 use yaml_rust2::parser::{Parser, Tag};
-use yaml_rust2::scanner::{Marker, ScanError};
+use yaml_rust2::scanner::ScanError;
 
 use super::{ParamsError, RelPath, display_key, suggest};
 
@@ -275,14 +275,12 @@ impl<'a> Events<'a> {
         }
     }
 
-    fn next(&mut self) -> Result<(Event, Marker), String> {
+    /// The next event; positions only matter for errors, which carry them.
+    fn event(&mut self) -> Result<Event, String> {
         self.parser
             .next_token()
+            .map(|(event, _)| event)
             .map_err(|e| describe_scan_error(&e, self.whose))
-    }
-
-    fn event(&mut self) -> Result<Event, String> {
-        self.next().map(|(event, _)| event)
     }
 }
 
