@@ -102,6 +102,18 @@ async fn sigterm_leaves_volumes_mounted_and_a_restart_unpublishes_them() {
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 
+    // No core dumps: RLIMIT_CORE is 0 (PR_SET_DUMPABLE=0 is set alongside).
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).expect("limits");
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("core limit line");
+    assert_eq!(
+        core.split_whitespace().nth(4),
+        Some("0"),
+        "soft core limit must be 0: {core}"
+    );
+
     let mut kubelet = Kubelet::connect(&socket, &root).await.expect("connect");
     let info = kubelet
         .node

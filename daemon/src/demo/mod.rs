@@ -43,9 +43,13 @@ fn ensure_mount_privilege() -> anyhow::Result<()> {
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).context(
         "not root, and cannot create a user + mount namespace (unprivileged user namespaces disabled?); run the demo as root",
     )?;
+    // /proc/self/* of a non-dumpable process belongs to root: writing the
+    // maps needs the process dumpable for a moment (it holds no secret yet).
+    nix::sys::prctl::set_dumpable(true).context("prctl(PR_SET_DUMPABLE)")?;
     std::fs::write("/proc/self/setgroups", "deny").context("writing /proc/self/setgroups")?;
     std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")).context("writing uid_map")?;
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1")).context("writing gid_map")?;
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     nix::mount::mount(
         None::<&str>,
         "/",
