@@ -18,7 +18,7 @@ pub const VAULTLET_PREFIX: &str = "vaultlet.dev/";
 
 /// The kubelet entry holding service-account tokens. A secret: `auth` reads
 /// it; this module only knows its name.
-pub const SERVICE_ACCOUNT_TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";
+pub const SERVICE_ACCOUNT_TOKENS: &str = csi_proto::SERVICE_ACCOUNT_TOKENS_KEY;
 
 const KEYVAULT_NAME: &str = "keyvaultName";
 const TENANT_ID: &str = "tenantId";
