@@ -544,7 +544,6 @@ async fn c11_malformed_objects_name_the_item_and_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "daemon bug: params/objects.rs read_array rejects a tab inside a `- |` item at the outer level (\"volume attribute objects: tabs are not allowed for indentation (line 7, column 5)\") without naming objects[1]; read_item's own tab check is unreachable for block items"]
 async fn c11_tab_indentation_inside_an_item_names_the_item_index() {
     let (mut env, pod) = setup("uid-c11-tab").await;
     env.secret(VAULT, "s1", "c11-value-0123456789");

@@ -189,6 +189,11 @@ pub fn classify(err: &azure_core::Error) -> Cause {
                         detail: transport_detail(az),
                     };
                 }
+                ErrorKind::Other if super::is_permanent_transport_failure(az) => {
+                    return Cause::Unavailable {
+                        detail: transport_detail(az),
+                    };
+                }
                 _ => {}
             }
         }

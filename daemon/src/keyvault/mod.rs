@@ -21,7 +21,10 @@ use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 pub use error::{Cause, classify};
 pub use fetch::{FetchError, FetchErrorKind};
-pub use transport::{LoopbackResolver, TransportError, build_http_client, is_localhost};
+pub use transport::{
+    LoopbackResolver, TransportError, VaultletHttp, build_http_client, is_localhost,
+    is_permanent_transport_failure,
+};
 
 use crate::auth::{AuthError, CredentialCache, Identity, IdentityKey};
 use crate::config::Config;
@@ -89,7 +92,7 @@ impl KeyVault {
     pub fn new(config: &Config) -> Result<Self, TransportError> {
         let http = build_http_client(config.extra_ca_file.as_deref(), config.http_idle_timeout)?;
         Ok(Self {
-            transport: Transport::new(Arc::new(http)),
+            transport: Transport::new(Arc::new(VaultletHttp(http))),
             dns_suffix: config.keyvault_dns_suffix.clone(),
             authority_host: config.authority_host.clone(),
             credentials: CredentialCache::default(),

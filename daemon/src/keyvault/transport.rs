@@ -9,6 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use azure_core::error::ErrorKind;
+use azure_core::http::{AsyncRawResponse, HttpClient, Request};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Errors building the transport. Each names the file or setting.
@@ -71,6 +73,51 @@ impl Resolve for LoopbackResolver {
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
+    }
+}
+
+/// The SDK transport: reqwest, except that failures no retry can fix (a
+/// name that does not resolve, a certificate that does not verify) are
+/// re-labelled [`ErrorKind::Other`] so the SDK's retry policy gives up at
+/// once instead of spending its whole budget on them (CASES C47).
+#[derive(Debug, Clone)]
+pub struct VaultletHttp(pub reqwest::Client);
+
+/// Whether a transport error is permanent: DNS says the name does not exist,
+/// or TLS verification of the server certificate failed.
+pub fn is_permanent_transport_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("rfc 6761 .invalid")
+            || text.contains("invalid peer certificate")
+            || text.contains("certificate verify failed")
+            || text.contains("unknownissuer")
+            || text.contains("name or service not known")
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+#[async_trait::async_trait]
+impl HttpClient for VaultletHttp {
+    async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        match <reqwest::Client as HttpClient>::execute_request(&self.0, request).await {
+            Err(e)
+                if matches!(e.kind(), ErrorKind::Io | ErrorKind::Connection)
+                    && is_permanent_transport_failure(&e) =>
+            {
+                Err(azure_core::Error::with_error(
+                    ErrorKind::Other,
+                    e,
+                    "permanent transport failure (not retried)",
+                ))
+            }
+            other => other,
+        }
     }
 }
 

@@ -287,13 +287,17 @@ impl<'a> Events<'a> {
 /// Reads the outer document: a mapping whose only key `array` holds a list
 /// of strings. Returns the strings.
 fn read_array(yaml: &str) -> Result<Vec<String>, ParamsError> {
-    if let Some((line, col)) = find_tab_indentation(yaml) {
-        return Err(objects_error(format!(
+    // Tabs inside a `- |` block belong to that item and are reported with
+    // its index by `read_item`; a tab that breaks the outer document is
+    // reported here, in place of the scanner's message.
+    let syntax_error = |reason: String| match find_tab_indentation(yaml) {
+        Some((line, col)) => objects_error(format!(
             "tabs are not allowed for indentation (line {line}, column {col}); indent with spaces"
-        )));
-    }
+        )),
+        None => objects_error(reason),
+    };
     let mut events = Events::new(yaml, "");
-    let mut next = || events.event().map_err(objects_error);
+    let mut next = || events.event().map_err(syntax_error);
     const SHAPE: &str = "must be a mapping with the single key array, whose value is a list of `- |` blocks, one per object";
 
     // The parser always opens with StreamStart.
@@ -1009,9 +1013,18 @@ mod tests {
     }
 
     #[test]
-    fn c11_tab_indentation_inside_a_literal_block_is_rejected() {
+    fn c11_tab_indentation_inside_a_literal_block_is_rejected_naming_the_index() {
         let yaml = "array:\n  - |\n    objectName: s1\n    \tobjectType: secret\n";
         let err = parse_objects(yaml).expect_err("tab");
+        assert!(matches!(err, ParamsError::Item { index: 0, .. }), "{err:?}");
+        assert!(err.to_string().contains("tabs are not allowed"), "{err}");
+    }
+
+    #[test]
+    fn c11_tab_indentation_in_the_outer_document_is_rejected() {
+        let yaml = "array:\n\t- |\n    objectName: s1\n";
+        let err = parse_objects(yaml).expect_err("tab");
+        assert!(matches!(err, ParamsError::Objects { .. }), "{err:?}");
         assert!(err.to_string().contains("tabs are not allowed"), "{err}");
     }
 
