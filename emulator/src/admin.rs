@@ -7,6 +7,11 @@
 //! | `POST /admin/vaults` | `{"name","allowed_clients":[…]}` | 204 |
 //! | `PUT /admin/vaults/{vault}/secrets/{name}` | [`SecretSpec`] | 200 `{"version":"<id>"}` |
 //! | `PATCH /admin/vaults/{vault}/secrets/{name}/{version}` | `{"enabled":bool}` | 204 |
+//! | `POST /admin/vaults/{vault}/keys/{name}` | [`KeySpec`] | 200 `{"version":"<id>"}` |
+//! | `POST /admin/vaults/{vault}/keys/{name}/import` | `{"pem"}` + [`KeyImportOptions`] | 200 `{"version":"<id>"}` |
+//! | `PATCH /admin/vaults/{vault}/keys/{name}/{version}` | `{"enabled":bool}` | 204 |
+//! | `POST /admin/vaults/{vault}/certificates/{name}/import` | [`CertificateImport`] | 200 `{"version":"<id>"}` |
+//! | `PATCH /admin/vaults/{vault}/certificates/{name}/{version}` | `{"enabled":bool}` | 204 |
 //! | `POST /admin/seed` | [`Seed`] | 204 |
 //! | `GET /admin/counters` | – | 200 [`Counters`](crate::Counters) |
 //! | `POST /admin/counters/reset` | – | 204 |
@@ -22,6 +27,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::objects::{CertificateImport, KeyImportOptions, KeySpec};
 use crate::respond::{KvError, Req, Resp, empty, json, json_error_summary, kv_error};
 use crate::server::Ctx;
 use crate::state::{ClientSpec, Fault, SecretSpec, Seed, StateError};
@@ -42,6 +48,25 @@ struct EnabledBody {
     enabled: bool,
 }
 
+/// Body of `POST /admin/vaults/{vault}/keys/{name}/import`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyImportBody {
+    pem: String,
+    #[serde(default)]
+    hsm: bool,
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    created: Option<i64>,
+    #[serde(default)]
+    tags: std::collections::BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
 fn parse<T: DeserializeOwned>(req: &Req) -> Result<T, KvError> {
     serde_json::from_slice(&req.body).map_err(|err| {
         KvError::new(
@@ -58,9 +83,15 @@ fn state_error(err: &StateError) -> KvError {
         StateError::UnknownSecret { .. } | StateError::UnknownVersion { .. } => {
             (StatusCode::NOT_FOUND, "SecretNotFound")
         }
+        StateError::UnknownKey { .. } => (StatusCode::NOT_FOUND, "KeyNotFound"),
+        StateError::UnknownCertificate { .. } => (StatusCode::NOT_FOUND, "CertificateNotFound"),
         StateError::InvalidSecretName(_)
         | StateError::InvalidVaultName(_)
+        | StateError::InvalidName { .. }
+        | StateError::InvalidKey(_)
+        | StateError::InvalidCertificate(_)
         | StateError::EmptyClientId => (StatusCode::BAD_REQUEST, "BadParameter"),
+        StateError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
     };
     KvError::new(status, code, err.to_string())
 }
@@ -111,6 +142,47 @@ fn route(ctx: &Ctx, req: &Req) -> Result<Resp, KvError> {
             let body: EnabledBody = parse(req)?;
             state
                 .set_secret_enabled(vault, name, version, body.enabled)
+                .map_err(|e| state_error(&e))?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (&Method::POST, ["vaults", vault, "keys", name]) => {
+            let spec: KeySpec = parse(req)?;
+            let version = state
+                .create_key(vault, name, spec)
+                .map_err(|e| state_error(&e))?;
+            Ok(json(StatusCode::OK, &json!({ "version": version })))
+        }
+        (&Method::POST, ["vaults", vault, "keys", name, "import"]) => {
+            let body: KeyImportBody = parse(req)?;
+            let opts = KeyImportOptions {
+                hsm: body.hsm,
+                enabled: body.enabled,
+                created: body.created,
+                tags: body.tags,
+            };
+            let version = state
+                .import_key_pem(vault, name, &body.pem, opts)
+                .map_err(|e| state_error(&e))?;
+            Ok(json(StatusCode::OK, &json!({ "version": version })))
+        }
+        (&Method::PATCH, ["vaults", vault, "keys", name, version]) => {
+            let body: EnabledBody = parse(req)?;
+            state
+                .set_key_enabled(vault, name, version, body.enabled)
+                .map_err(|e| state_error(&e))?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (&Method::POST, ["vaults", vault, "certificates", name, "import"]) => {
+            let import: CertificateImport = parse(req)?;
+            let version = state
+                .import_certificate(vault, name, import)
+                .map_err(|e| state_error(&e))?;
+            Ok(json(StatusCode::OK, &json!({ "version": version })))
+        }
+        (&Method::PATCH, ["vaults", vault, "certificates", name, version]) => {
+            let body: EnabledBody = parse(req)?;
+            state
+                .set_certificate_enabled(vault, name, version, body.enabled)
                 .map_err(|e| state_error(&e))?;
             Ok(empty(StatusCode::NO_CONTENT))
         }

@@ -1,5 +1,6 @@
-//! The Key Vault data plane for secrets: challenge, token check, access list, faults,
-//! counters, and the secret routes.
+//! The Key Vault data plane: challenge, token check, access list, faults, counters, routing
+//! of `/secrets`, `/keys` and `/certificates`, and the secret routes (keys and certificates
+//! are answered by `kvobjects`).
 //!
 //! The vault is the first DNS label of the request host, which must be
 //! `<name>.vault.localhost[:port]`. Bodies and errors follow the real service closely enough
@@ -14,9 +15,12 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::kvobjects;
 use crate::respond::{KvError, Req, Resp, json, json_error_summary, kv_error};
 use crate::server::Ctx;
-use crate::state::{Inner, IssuedToken, SecretSpec, Vault, Version, now_secs, valid_secret_name};
+use crate::state::{
+    Inner, IssuedToken, Secret, SecretSpec, Vault, Version, now_secs, valid_secret_name,
+};
 
 /// The resource (audience) vault tokens must be issued for, and the one the challenge names.
 pub const VAULT_RESOURCE: &str = "https://vault.localhost";
@@ -50,18 +54,65 @@ pub(crate) fn vault_label(host: &str) -> Option<String> {
     Some(label.to_owned())
 }
 
+/// The object collections of the data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Collection {
+    /// `/secrets`
+    Secrets,
+    /// `/keys`
+    Keys,
+    /// `/certificates`
+    Certificates,
+}
+
+impl Collection {
+    fn parse(segment: &str) -> Option<Collection> {
+        [
+            ("secrets", Collection::Secrets),
+            ("keys", Collection::Keys),
+            ("certificates", Collection::Certificates),
+        ]
+        .into_iter()
+        .find_map(|(name, c)| segment.eq_ignore_ascii_case(name).then_some(c))
+    }
+
+    /// The path segment, also used in counters and permission messages.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Collection::Secrets => "secrets",
+            Collection::Keys => "keys",
+            Collection::Certificates => "certificates",
+        }
+    }
+
+    /// The singular, as error messages use it.
+    fn singular(self) -> &'static str {
+        match self {
+            Collection::Secrets => "secret",
+            Collection::Keys => "key",
+            Collection::Certificates => "certificate",
+        }
+    }
+}
+
 /// A Key Vault route.
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
-    /// `/secrets`
-    List,
-    /// `/secrets/{name}[/{version}]`, trailing slash tolerated.
-    Secret {
+    /// `/{collection}`
+    List(Collection),
+    /// `/{collection}/{name}[/{version}]`, trailing slash tolerated.
+    Object {
+        collection: Collection,
         name: &'a str,
         version: Option<&'a str>,
     },
-    /// `/secrets/{name}/versions`
-    Versions { name: &'a str },
+    /// `/{collection}/{name}/versions`
+    Versions {
+        collection: Collection,
+        name: &'a str,
+    },
+    /// `/certificates/{name}/policy`
+    Policy { name: &'a str },
     /// Anything else.
     Unknown,
 }
@@ -70,16 +121,24 @@ fn route(path: &str) -> Route<'_> {
     let trimmed = path.strip_prefix('/').unwrap_or(path);
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
     let segments: Vec<&str> = trimmed.split('/').collect();
+    let Some(collection) = segments.first().and_then(|s| Collection::parse(s)) else {
+        return Route::Unknown;
+    };
     match segments.as_slice() {
-        [s] if s.eq_ignore_ascii_case("secrets") => Route::List,
-        [s, name] if s.eq_ignore_ascii_case("secrets") => Route::Secret {
+        [_] => Route::List(collection),
+        [_, name] => Route::Object {
+            collection,
             name,
             version: None,
         },
-        [s, name, v] if s.eq_ignore_ascii_case("secrets") && v.eq_ignore_ascii_case("versions") => {
-            Route::Versions { name }
+        [_, name, v] if v.eq_ignore_ascii_case("versions") => Route::Versions { collection, name },
+        [_, name, p]
+            if collection == Collection::Certificates && p.eq_ignore_ascii_case("policy") =>
+        {
+            Route::Policy { name }
         }
-        [s, name, version] if s.eq_ignore_ascii_case("secrets") => Route::Secret {
+        [_, name, version] => Route::Object {
+            collection,
             name,
             version: Some(version),
         },
@@ -141,11 +200,20 @@ pub(crate) async fn handle(ctx: &Ctx, req: &Req) -> Resp {
         };
         let vault_name = vault.name.clone();
         let object = match (&route, &req.method) {
-            (Route::Secret { name, .. } | Route::Versions { name }, &Method::GET)
-                if valid_secret_name(name) =>
-            {
-                let stored = vault.secret(name).map_or(*name, |s| s.name.as_str());
-                Some(format!("{vault_name}/secrets/{stored}"))
+            (
+                Route::Object {
+                    collection, name, ..
+                }
+                | Route::Versions { collection, name },
+                &Method::GET,
+            ) if valid_secret_name(name) => {
+                let stored = match collection {
+                    Collection::Secrets => vault.secret(name).map(|s| s.name.as_str()),
+                    Collection::Keys => vault.key(name).map(|k| k.name.as_str()),
+                    Collection::Certificates => vault.certificate(name).map(|c| c.name.as_str()),
+                }
+                .unwrap_or(name);
+                Some(format!("{vault_name}/{}/{stored}", collection.as_str()))
             }
             _ => None,
         };
@@ -203,10 +271,18 @@ pub(crate) async fn handle(ctx: &Ctx, req: &Req) -> Resp {
         Auth::Valid(token) => token,
     };
 
-    let operation = match (&route, &req.method) {
-        (Route::List | Route::Versions { .. }, &Method::GET) => "list",
-        (Route::Secret { .. }, &Method::GET) => "get",
-        (Route::Secret { version: None, .. }, &Method::PUT) => "set",
+    let (collection, operation) = match (&route, &req.method) {
+        (Route::List(c) | Route::Versions { collection: c, .. }, &Method::GET) => (*c, "list"),
+        (Route::Object { collection: c, .. }, &Method::GET) => (*c, "get"),
+        (Route::Policy { .. }, &Method::GET) => (Collection::Certificates, "get"),
+        (
+            Route::Object {
+                collection: Collection::Secrets,
+                version: None,
+                ..
+            },
+            &Method::PUT,
+        ) => (Collection::Secrets, "set"),
         (Route::Unknown, _) => {
             return kv_error(
                 StatusCode::NOT_FOUND,
@@ -233,15 +309,45 @@ pub(crate) async fn handle(ctx: &Ctx, req: &Req) -> Resp {
         return vault_not_found(host);
     };
     if !vault.allows(&token.client_id) {
-        return forbidden(&token, operation, &vault.name);
+        return forbidden(&token, collection, operation, &vault.name);
     }
     match route {
-        Route::List => list_secrets(req, host, vault),
-        Route::Versions { name } => list_versions(req, host, vault, name),
-        Route::Secret { name, version } if req.method == Method::GET => {
-            get_secret(host, vault, name, version)
-        }
-        Route::Secret { name, .. } => set_secret(req, host, vault, name),
+        Route::List(Collection::Secrets) => list_secrets(req, host, vault),
+        Route::List(Collection::Keys) => kvobjects::list_keys(req, host, vault),
+        Route::List(Collection::Certificates) => kvobjects::list_certificates(req, host, vault),
+        Route::Versions {
+            collection: Collection::Secrets,
+            name,
+        } => list_versions(req, host, vault, name),
+        Route::Versions {
+            collection: Collection::Keys,
+            name,
+        } => kvobjects::list_key_versions(req, host, vault, name),
+        Route::Versions {
+            collection: Collection::Certificates,
+            name,
+        } => kvobjects::list_certificate_versions(req, host, vault, name),
+        Route::Object {
+            collection: Collection::Secrets,
+            name,
+            version,
+        } if req.method == Method::GET => get_secret(host, vault, name, version),
+        Route::Object {
+            collection: Collection::Secrets,
+            name,
+            ..
+        } => set_secret(req, host, vault, name),
+        Route::Object {
+            collection: Collection::Keys,
+            name,
+            version,
+        } => kvobjects::get_key(host, vault, name, version),
+        Route::Object {
+            collection: Collection::Certificates,
+            name,
+            version,
+        } => kvobjects::get_certificate(host, vault, name, version),
+        Route::Policy { name } => kvobjects::get_policy(host, vault, name),
         Route::Unknown => kv_error(StatusCode::NOT_FOUND, "NotFound", "Not found.", None),
     }
 }
@@ -295,9 +401,10 @@ fn fault_response(status: u16, retry_after_secs: Option<u64>) -> Resp {
     resp
 }
 
-fn forbidden(token: &IssuedToken, operation: &str, vault: &str) -> Resp {
+fn forbidden(token: &IssuedToken, collection: Collection, operation: &str, vault: &str) -> Resp {
+    let collection = collection.as_str();
     let message = format!(
-        "The user, group or application 'appid={};iss=https://sts.windows.net/{}/' does not have secrets {operation} permission on key vault '{vault};location=localhost'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
+        "The user, group or application 'appid={};iss=https://sts.windows.net/{}/' does not have {collection} {operation} permission on key vault '{vault};location=localhost'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
         token.client_id, token.tenant
     );
     kv_error(
@@ -308,68 +415,117 @@ fn forbidden(token: &IssuedToken, operation: &str, vault: &str) -> Resp {
     )
 }
 
-fn bad_name(name: &str) -> Resp {
+/// 400 for a name Key Vault would reject.
+pub(crate) fn bad_name(collection: Collection, name: &str) -> Resp {
+    let mut kind = collection.singular().to_owned();
+    if let Some(first) = kind.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
     kv_error(
         StatusCode::BAD_REQUEST,
         "BadParameter",
         &format!(
-            "The request URI contains an invalid name: {name}. Secret names are 1-127 characters of [0-9A-Za-z-]."
+            "The request URI contains an invalid name: {name}. {kind} names are 1-127 characters of [0-9A-Za-z-]."
+        ),
+        None,
+    )
+}
+
+/// 404 `SecretNotFound`, `KeyNotFound` or `CertificateNotFound`.
+pub(crate) fn not_found(collection: Collection, name: &str) -> Resp {
+    let (code, link) = match collection {
+        Collection::Secrets => ("SecretNotFound", "2125182"),
+        Collection::Keys => ("KeyNotFound", "2125182"),
+        Collection::Certificates => ("CertificateNotFound", "2125182"),
+    };
+    let kind = collection.singular();
+    kv_error(
+        StatusCode::NOT_FOUND,
+        code,
+        &format!(
+            "A {kind} with (name/id) {name} was not found in this key vault. If you recently deleted this {kind} you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid={link}"
         ),
         None,
     )
 }
 
 fn secret_not_found(name: &str) -> Resp {
-    kv_error(
-        StatusCode::NOT_FOUND,
-        "SecretNotFound",
-        &format!(
-            "A secret with (name/id) {name} was not found in this key vault. If you recently deleted this secret you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"
-        ),
-        None,
-    )
+    not_found(Collection::Secrets, name)
 }
 
-fn disabled() -> Resp {
+/// 403 with innererror `SecretDisabled`, `KeyDisabled` or `CertificateDisabled`.
+pub(crate) fn disabled(collection: Collection) -> Resp {
+    let inner = match collection {
+        Collection::Secrets => "SecretDisabled",
+        Collection::Keys => "KeyDisabled",
+        Collection::Certificates => "CertificateDisabled",
+    };
     kv_error(
         StatusCode::FORBIDDEN,
         "Forbidden",
-        "Operation get is not allowed on a disabled secret.",
-        Some("SecretDisabled"),
+        &format!(
+            "Operation get is not allowed on a disabled {}.",
+            collection.singular()
+        ),
+        Some(inner),
     )
 }
 
-fn attributes(v: &Version) -> Value {
-    json!({
-        "enabled": v.enabled,
-        "created": v.created,
-        "updated": v.updated,
+/// `attributes` of any object version: `enabled`, `created`, `updated` and the recovery
+/// settings of a soft-delete enabled vault.
+pub(crate) fn attributes(enabled: bool, created: i64, updated: i64) -> Map<String, Value> {
+    let value = json!({
+        "enabled": enabled,
+        "created": created,
+        "updated": updated,
         "recoveryLevel": "Recoverable+Purgeable",
         "recoverableDays": 90,
-    })
+    });
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
 }
 
-/// Properties shared by bundles and listing items: `id`, `attributes`, `contentType`, `tags`.
-fn properties(id: String, v: &Version) -> Map<String, Value> {
+/// Properties shared by bundles and listing items: `id`, `attributes`, `contentType`, `tags`,
+/// and `managed` for the secret of a certificate.
+fn properties(id: String, v: &Version, managed: bool) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert("id".to_owned(), Value::String(id));
-    map.insert("attributes".to_owned(), attributes(v));
+    map.insert(
+        "attributes".to_owned(),
+        Value::Object(attributes(v.enabled, v.created, v.updated)),
+    );
     if let Some(ct) = &v.content_type {
         map.insert("contentType".to_owned(), Value::String(ct.clone()));
     }
     map.insert("tags".to_owned(), json!(v.tags));
+    if managed {
+        map.insert("managed".to_owned(), Value::Bool(true));
+    }
     map
 }
 
-fn bundle(host: &str, name: &str, v: &Version) -> Value {
-    let mut map = properties(format!("https://{host}/secrets/{name}/{}", v.id), v);
+fn bundle(host: &str, secret: &Secret, v: &Version) -> Value {
+    let name = &secret.name;
+    let mut map = properties(
+        format!("https://{host}/secrets/{name}/{}", v.id),
+        v,
+        secret.managed,
+    );
     map.insert("value".to_owned(), Value::String(v.value.clone()));
+    if secret.managed {
+        map.insert(
+            "kid".to_owned(),
+            Value::String(format!("https://{host}/keys/{name}/{}", v.id)),
+        );
+    }
     Value::Object(map)
 }
 
 fn get_secret(host: &str, vault: &Vault, name: &str, version: Option<&str>) -> Resp {
     if !valid_secret_name(name) {
-        return bad_name(name);
+        return bad_name(Collection::Secrets, name);
     }
     let Some(secret) = vault.secret(name) else {
         return secret_not_found(name);
@@ -385,14 +541,14 @@ fn get_secret(host: &str, vault: &Vault, name: &str, version: Option<&str>) -> R
         },
     };
     if !found.enabled {
-        return disabled();
+        return disabled(Collection::Secrets);
     }
     tracing::debug!(vault = %vault.name, secret = %secret.name, version = %found.id, "secret read");
-    json(StatusCode::OK, &bundle(host, &secret.name, found))
+    json(StatusCode::OK, &bundle(host, secret, found))
 }
 
 /// Page size and offset of a listing, or the error response.
-fn paging(req: &Req) -> Result<(usize, usize), KvError> {
+pub(crate) fn paging(req: &Req) -> Result<(usize, usize), KvError> {
     let max = match req.query_param("maxresults") {
         None => MAX_PAGE,
         Some(raw) => match raw.trim().parse::<usize>() {
@@ -420,7 +576,14 @@ fn paging(req: &Req) -> Result<(usize, usize), KvError> {
 }
 
 /// The absolute link to the next page, or `null`.
-fn next_link(req: &Req, host: &str, base_path: &str, max: usize, next: usize, len: usize) -> Value {
+pub(crate) fn next_link(
+    req: &Req,
+    host: &str,
+    base_path: &str,
+    max: usize,
+    next: usize,
+    len: usize,
+) -> Value {
     if next >= len {
         return Value::Null;
     }
@@ -436,7 +599,7 @@ fn next_link(req: &Req, host: &str, base_path: &str, max: usize, next: usize, le
 
 fn list_versions(req: &Req, host: &str, vault: &Vault, name: &str) -> Resp {
     if !valid_secret_name(name) {
-        return bad_name(name);
+        return bad_name(Collection::Secrets, name);
     }
     let (max, skip) = match paging(req) {
         Ok(p) => p,
@@ -454,6 +617,7 @@ fn list_versions(req: &Req, host: &str, vault: &Vault, name: &str) -> Resp {
             Value::Object(properties(
                 format!("https://{host}/secrets/{}/{}", secret.name, v.id),
                 v,
+                secret.managed,
             ))
         })
         .collect();
@@ -480,7 +644,13 @@ fn list_secrets(req: &Req, host: &str, vault: &Vault) -> Resp {
         .filter_map(|s| s.latest().map(|v| (s, v)))
         .skip(skip)
         .take(max)
-        .map(|(s, v)| Value::Object(properties(format!("https://{host}/secrets/{}", s.name), v)))
+        .map(|(s, v)| {
+            Value::Object(properties(
+                format!("https://{host}/secrets/{}", s.name),
+                v,
+                s.managed,
+            ))
+        })
         .collect();
     let next = next_link(
         req,
@@ -510,7 +680,7 @@ struct SetSecretAttributes {
 
 fn set_secret(req: &Req, host: &str, vault: &mut Vault, name: &str) -> Resp {
     if !valid_secret_name(name) {
-        return bad_name(name);
+        return bad_name(Collection::Secrets, name);
     }
     let body: SetSecretBody = match serde_json::from_slice(&req.body) {
         Ok(b) => b,
@@ -538,10 +708,13 @@ fn set_secret(req: &Req, host: &str, vault: &mut Vault, name: &str) -> Resp {
         tags: body.tags.unwrap_or_default(),
         created: Some(now_secs()),
     };
-    let version = crate::state::push_version(vault, name, spec);
+    let version = match crate::state::push_version(vault, name, spec) {
+        Ok(version) => version,
+        Err(err) => return kv_error(StatusCode::CONFLICT, "Conflict", &err.to_string(), None),
+    };
     match vault.secret(name) {
         Some(secret) => match secret.version(&version) {
-            Some(v) => json(StatusCode::OK, &bundle(host, &secret.name, v)),
+            Some(v) => json(StatusCode::OK, &bundle(host, secret, v)),
             None => secret_not_found(name),
         },
         None => secret_not_found(name),
@@ -576,34 +749,57 @@ mod tests {
 
     #[test]
     fn routes_tolerate_the_sdk_trailing_slash() {
+        let object = |collection, name, version| Route::Object {
+            collection,
+            name,
+            version,
+        };
         assert_eq!(
             route("/secrets/s1/"),
-            Route::Secret {
-                name: "s1",
-                version: None
-            }
+            object(Collection::Secrets, "s1", None)
         );
         assert_eq!(
             route("/secrets/s1"),
-            Route::Secret {
-                name: "s1",
-                version: None
-            }
+            object(Collection::Secrets, "s1", None)
         );
         assert_eq!(
             route("/secrets/s1/abc/"),
-            Route::Secret {
-                name: "s1",
-                version: Some("abc")
-            }
+            object(Collection::Secrets, "s1", Some("abc"))
         );
         assert_eq!(
             route("/secrets/s1/versions"),
-            Route::Versions { name: "s1" }
+            Route::Versions {
+                collection: Collection::Secrets,
+                name: "s1"
+            }
         );
-        assert_eq!(route("/secrets"), Route::List);
-        assert_eq!(route("/secrets/"), Route::List);
-        assert_eq!(route("/keys/k1"), Route::Unknown);
+        assert_eq!(route("/secrets"), Route::List(Collection::Secrets));
+        assert_eq!(route("/secrets/"), Route::List(Collection::Secrets));
+        assert_eq!(route("/Keys/k1/"), object(Collection::Keys, "k1", None));
+        assert_eq!(
+            route("/keys/k1/v1"),
+            object(Collection::Keys, "k1", Some("v1"))
+        );
+        assert_eq!(
+            route("/certificates/c1/versions/"),
+            Route::Versions {
+                collection: Collection::Certificates,
+                name: "c1"
+            }
+        );
+        assert_eq!(
+            route("/certificates/c1/policy"),
+            Route::Policy { name: "c1" }
+        );
+        assert_eq!(
+            route("/keys/k1/policy"),
+            object(Collection::Keys, "k1", Some("policy"))
+        );
+        assert_eq!(
+            route("/certificates"),
+            Route::List(Collection::Certificates)
+        );
+        assert_eq!(route("/storage/k1"), Route::Unknown);
         assert_eq!(route("/secrets/a/b/c"), Route::Unknown);
     }
 

@@ -1,5 +1,6 @@
 //! The emulator's in-memory world: clients, vaults, secret versions, issued tokens, request
-//! counters and injected faults.
+//! counters and injected faults. Keys and certificates, and their [`State`] methods, live in
+//! `objects`.
 //!
 //! Everything lives behind one mutex that is never held across an `.await`. The admin API and
 //! the in-process [`State`] methods are two doors onto the same operations. Nothing here is
@@ -12,6 +13,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::objects::{CertificateSeed, KeySeed, StoredCert, StoredKey};
 
 /// Lifetime of an issued access token, as reported in `expires_in`.
 pub(crate) const TOKEN_LIFETIME_SECS: u64 = 3599;
@@ -55,6 +58,50 @@ pub enum StateError {
     /// A client spec without a client id.
     #[error("client id must not be empty")]
     EmptyClientId,
+    /// A key or certificate name that Key Vault would reject (1–127 of `[0-9A-Za-z-]`).
+    #[error("invalid {kind} name '{name}': expected 1-127 characters of [0-9A-Za-z-]")]
+    InvalidName {
+        /// `key` or `certificate`.
+        kind: &'static str,
+        /// The name as given.
+        name: String,
+    },
+    /// The vault has no key of that name, or the key no such version.
+    #[error("key '{name}'{} not found in vault '{vault}'", version_suffix(.version.as_deref()))]
+    UnknownKey {
+        /// Vault name as requested.
+        vault: String,
+        /// Key name as requested.
+        name: String,
+        /// Version id as requested, if one was.
+        version: Option<String>,
+    },
+    /// The vault has no certificate of that name, or the certificate no such version.
+    #[error("certificate '{name}'{} not found in vault '{vault}'", version_suffix(.version.as_deref()))]
+    UnknownCertificate {
+        /// Vault name as requested.
+        vault: String,
+        /// Certificate name as requested.
+        name: String,
+        /// Version id as requested, if one was.
+        version: Option<String>,
+    },
+    /// A key type, size or curve that cannot be created, or a key that cannot be imported.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// Certificate content that cannot be imported. The message never quotes the content.
+    #[error("invalid certificate: {0}")]
+    InvalidCertificate(String),
+    /// The name is taken by an object of another kind: a certificate's secret or key cannot be
+    /// set directly, and a certificate cannot take over a plain secret or key.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+fn version_suffix(version: Option<&str>) -> String {
+    version
+        .map(|v| format!(" version '{v}'"))
+        .unwrap_or_default()
 }
 
 /// An Entra ID application (or managed identity) the token endpoint knows.
@@ -194,6 +241,12 @@ pub struct VaultSeed {
     /// Secrets with their versions.
     #[serde(default)]
     pub secrets: Vec<SecretSeed>,
+    /// Keys with their versions, generated when the seed is applied.
+    #[serde(default)]
+    pub keys: Vec<KeySeed>,
+    /// Certificates with their versions, imported when the seed is applied.
+    #[serde(default)]
+    pub certificates: Vec<CertificateSeed>,
 }
 
 /// One secret of a [`VaultSeed`].
@@ -210,8 +263,8 @@ pub struct SecretSeed {
 /// Request counters, as returned by `GET /admin/counters`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
-    /// Key Vault GETs of a secret value or version list, keyed `"<vault>/secrets/<name>"`.
-    /// Counted when the request carried an `Authorization` header or was answered by a fault;
+    /// Key Vault GETs of an object or its version list, keyed `"<vault>/secrets/<name>"`,
+    /// `"<vault>/keys/<name>"` or `"<vault>/certificates/<name>"`. Counted when the request carried an `Authorization` header or was answered by a fault;
     /// the SDK's bare challenge probe is not counted here.
     pub per_object: BTreeMap<String, u64>,
     /// Key Vault requests per client id, for requests whose bearer token the emulator issued.
@@ -274,6 +327,8 @@ pub(crate) struct Version {
 /// A secret: its name as first set and its versions, oldest first.
 pub(crate) struct Secret {
     pub(crate) name: String,
+    /// Set for the secret backing a certificate: its versions are the certificate's.
+    pub(crate) managed: bool,
     pub(crate) versions: Vec<Version>,
 }
 
@@ -289,16 +344,27 @@ impl Secret {
     }
 }
 
-/// A vault: its name, access list and secrets keyed by lowercase name.
+/// A vault: its name, access list, and secrets, keys and certificates keyed by lowercase
+/// name.
 pub(crate) struct Vault {
     pub(crate) name: String,
     pub(crate) allowed_clients: Vec<String>,
     pub(crate) secrets: BTreeMap<String, Secret>,
+    pub(crate) keys: BTreeMap<String, StoredKey>,
+    pub(crate) certificates: BTreeMap<String, StoredCert>,
 }
 
 impl Vault {
     pub(crate) fn secret(&self, name: &str) -> Option<&Secret> {
         self.secrets.get(&name.to_ascii_lowercase())
+    }
+
+    pub(crate) fn key(&self, name: &str) -> Option<&StoredKey> {
+        self.keys.get(&name.to_ascii_lowercase())
+    }
+
+    pub(crate) fn certificate(&self, name: &str) -> Option<&StoredCert> {
+        self.certificates.get(&name.to_ascii_lowercase())
     }
 
     pub(crate) fn allows(&self, client_id: &str) -> bool {
@@ -449,6 +515,8 @@ impl State {
                         name: name.to_owned(),
                         allowed_clients: allowed_client_ids,
                         secrets: BTreeMap::new(),
+                        keys: BTreeMap::new(),
+                        certificates: BTreeMap::new(),
                     },
                 );
             }
@@ -473,7 +541,7 @@ impl State {
             .vaults
             .get_mut(&vault.to_ascii_lowercase())
             .ok_or_else(|| StateError::UnknownVault(vault.to_owned()))?;
-        let id = push_version(stored_vault, name, spec);
+        let id = push_version(stored_vault, name, spec)?;
         tracing::debug!(vault = %vault, secret = %name, version = %id, "secret version set");
         Ok(id)
     }
@@ -528,7 +596,8 @@ impl State {
         Ok(secret.versions.iter().map(|v| v.id.clone()).collect())
     }
 
-    /// Adds the clients, vaults and secrets of a seed, in order. Stops at the first error.
+    /// Adds the clients, vaults, secrets, keys and certificates of a seed, in order. Stops at
+    /// the first error.
     pub fn apply_seed(&self, seed: Seed) -> Result<(), StateError> {
         for client in seed.clients {
             if client.client_id.is_empty() {
@@ -544,6 +613,28 @@ impl State {
                 }
                 for version in secret.versions {
                     self.set_secret(&vault.name, &secret.name, version)?;
+                }
+            }
+            for key in vault.keys {
+                if !valid_secret_name(&key.name) {
+                    return Err(StateError::InvalidName {
+                        kind: "key",
+                        name: key.name,
+                    });
+                }
+                for version in key.versions {
+                    self.create_key(&vault.name, &key.name, version)?;
+                }
+            }
+            for cert in vault.certificates {
+                if !valid_secret_name(&cert.name) {
+                    return Err(StateError::InvalidName {
+                        kind: "certificate",
+                        name: cert.name,
+                    });
+                }
+                for version in cert.versions {
+                    self.import_certificate(&vault.name, &cert.name, version)?;
                 }
             }
         }
@@ -619,12 +710,24 @@ impl State {
 }
 
 /// Appends a version to a secret of `vault` (creating the secret) and returns its new id.
-pub(crate) fn push_version(vault: &mut Vault, name: &str, spec: SecretSpec) -> String {
+/// The secret of a certificate cannot be set this way.
+pub(crate) fn push_version(
+    vault: &mut Vault,
+    name: &str,
+    spec: SecretSpec,
+) -> Result<String, StateError> {
+    if vault.secret(name).is_some_and(|s| s.managed) {
+        return Err(StateError::Conflict(format!(
+            "secret '{name}' in vault '{}' backs a certificate; import a new certificate version instead",
+            vault.name
+        )));
+    }
     let secret = vault
         .secrets
         .entry(name.to_ascii_lowercase())
         .or_insert_with(|| Secret {
             name: name.to_owned(),
+            managed: false,
             versions: Vec::new(),
         });
     let id = loop {
@@ -643,7 +746,7 @@ pub(crate) fn push_version(vault: &mut Vault, name: &str, spec: SecretSpec) -> S
         created,
         updated: created,
     });
-    id
+    Ok(id)
 }
 
 /// Key Vault secret names: 1–127 of `[0-9A-Za-z-]`.
@@ -668,7 +771,7 @@ pub(crate) fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-fn new_version_id() -> String {
+pub(crate) fn new_version_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
@@ -835,6 +938,7 @@ mod tests {
                     name: "s1".into(),
                     versions: vec![secret.clone()],
                 }],
+                ..VaultSeed::default()
             }],
         };
         let out = format!("{client:?} {secret:?} {seed:?} {:?}", world());

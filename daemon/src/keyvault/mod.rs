@@ -3,6 +3,7 @@
 //! transport, one `SecretClient` per (vault, identity), fetching and
 //! rendering of objects.
 
+pub mod convert;
 mod error;
 mod fetch;
 mod transport;

@@ -67,11 +67,12 @@ pub fn seed() -> Seed {
                         }],
                     },
                 ],
+                ..VaultSeed::default()
             },
             VaultSeed {
                 name: "kv2".into(),
                 allowed_clients: vec![SP_CLIENT.into()],
-                secrets: vec![],
+                ..VaultSeed::default()
             },
         ],
     }
