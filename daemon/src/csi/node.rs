@@ -165,7 +165,7 @@ impl Inner {
                 // Same volume, still mounted: install the newest credential
                 // for later refreshes and answer OK without a second mount.
                 let vault_url = self.keyvault.vault_url(&plan.params);
-                if let Err(e) = self.keyvault.secret_client(&vault_url, &identity) {
+                if let Err(e) = self.keyvault.vault_clients(&vault_url, &identity) {
                     warn!(error = %e, "could not refresh the volume's credential");
                 }
                 debug!("already published");

@@ -77,7 +77,7 @@ impl CsiError {
                     Cause::Other { .. } => Code::Unavailable,
                 },
                 FetchErrorKind::Decode { .. } => Code::InvalidArgument,
-                FetchErrorKind::NotInThisBuild { .. } => Code::FailedPrecondition,
+                FetchErrorKind::Convert(_) | FetchErrorKind::Usage(_) => Code::InvalidArgument,
                 FetchErrorKind::PinnedVersionNotFound => Code::NotFound,
             },
             CsiError::Mount(MountError::TooLarge { .. }) => Code::ResourceExhausted,

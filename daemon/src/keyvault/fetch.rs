@@ -1,9 +1,12 @@
 //! Fetching the objects of a volume concurrently and rendering each into the
 //! bytes of its file(s).
 
-use std::sync::Arc;
-
-use azure_security_keyvault_secrets::SecretClient;
+use azure_security_keyvault_certificates::models::{
+    CertificateClientGetCertificateOptions, CertificateClientListCertificatePropertiesVersionsOptions,
+};
+use azure_security_keyvault_keys::models::{
+    KeyClientGetKeyOptions, KeyClientListKeyPropertiesVersionsOptions,
+};
 use azure_security_keyvault_secrets::models::{
     SecretClientGetSecretOptions, SecretClientListSecretPropertiesVersionsOptions,
 };
@@ -11,11 +14,20 @@ use base64::Engine as _;
 use futures::TryStreamExt;
 use zeroize::Zeroize;
 
-use super::{Cause, KeyVault, classify};
+use super::convert::{
+    ConvertError, Jwk, cert_der_to_pem, jwk_to_spki_pem, pem_bundle_normalise, pem_to_pfx,
+    pfx_to_pem,
+};
+use super::{Cause, KeyVault, VaultClients, classify};
 use crate::auth::{AuthError, Identity};
 use crate::mount::{Payload, PayloadFile};
 use crate::params::{ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType, VolumeParams};
 use crate::store::SecretBytes;
+
+/// contentType of a PKCS#12 (PFX) certificate-holding secret.
+pub const CONTENT_TYPE_PKCS12: &str = "application/x-pkcs12";
+/// contentType of a PEM certificate-holding secret.
+pub const CONTENT_TYPE_PEM: &str = "application/x-pem-file";
 
 /// What went wrong with one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,11 +39,12 @@ pub enum FetchErrorKind {
         /// `hex` or `base64`.
         encoding: &'static str,
     },
-    /// An object type or format that arrives with a later release.
-    NotInThisBuild {
-        /// e.g. `objectType key`.
-        what: String,
-    },
+    /// The object's content cannot be converted (a symmetric key, a
+    /// malformed certificate or PFX...).
+    Convert(ConvertError),
+    /// The attributes do not fit what the object holds (e.g. `objectFormat:
+    /// pfx` on a secret that holds no certificate).
+    Usage(String),
     /// `objectVersion` pinned with history, and the pinned version is missing
     /// from the version list.
     PinnedVersionNotFound,
@@ -62,9 +75,8 @@ impl FetchError {
             FetchErrorKind::Decode { encoding } => {
                 format!("{what}: the stored value is not valid {encoding} (objectEncoding)")
             }
-            FetchErrorKind::NotInThisBuild { what: w } => {
-                format!("{what}: {w} is not supported by this build yet")
-            }
+            FetchErrorKind::Convert(e) => format!("{what}: {e}"),
+            FetchErrorKind::Usage(reason) => format!("{what}: {reason}"),
             FetchErrorKind::PinnedVersionNotFound => {
                 format!("{what}: objectVersion was not found among the object's versions")
             }
@@ -102,14 +114,19 @@ impl Ctx<'_> {
     fn service(&self, e: &azure_core::Error) -> FetchError {
         self.err(FetchErrorKind::Service(classify(e)))
     }
+
+    fn convert(&self, e: ConvertError) -> FetchError {
+        self.err(FetchErrorKind::Convert(e))
+    }
+
+    fn usage(&self, reason: &str) -> FetchError {
+        self.err(FetchErrorKind::Usage(reason.to_string()))
+    }
 }
 
 /// Version id from a Key Vault object id URL (`.../secrets/name/version`).
 fn version_of(id: Option<&str>) -> Option<String> {
-    id?.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .map(str::to_string)
+    id?.trim_end_matches('/').rsplit('/').next().map(str::to_string)
 }
 
 impl KeyVault {
@@ -125,12 +142,12 @@ impl KeyVault {
     ) -> Result<Payload, FetchError> {
         let vault_url = self.vault_url(params);
         let vault = params.keyvault_name.as_str();
-        let client = self
-            .secret_client(&vault_url, identity)
+        let clients = self
+            .vault_clients(&vault_url, identity)
             .map_err(|e| FetchError::auth(vault, &e))?;
         let jobs = params.objects.iter().map(|spec| {
-            let client = client.clone();
-            async move { fetch_object(&client, Ctx { vault, spec }).await }
+            let clients = &*clients;
+            async move { fetch_object(clients, Ctx { vault, spec }).await }
         });
         let per_object: Vec<Vec<PayloadFile>> = futures::future::try_join_all(jobs).await?;
         Ok(Payload {
@@ -139,32 +156,11 @@ impl KeyVault {
     }
 }
 
-async fn fetch_object(
-    client: &Arc<SecretClient>,
-    ctx: Ctx<'_>,
-) -> Result<Vec<PayloadFile>, FetchError> {
+async fn fetch_object(clients: &VaultClients, ctx: Ctx<'_>) -> Result<Vec<PayloadFile>, FetchError> {
     let spec = ctx.spec;
-    match spec.object_type {
-        ObjectType::Secret => {}
-        ObjectType::Key => {
-            return Err(ctx.err(FetchErrorKind::NotInThisBuild {
-                what: "objectType key".into(),
-            }));
-        }
-        ObjectType::Cert => {
-            return Err(ctx.err(FetchErrorKind::NotInThisBuild {
-                what: "objectType cert".into(),
-            }));
-        }
-    }
-    if spec.format == Some(ObjectFormat::Pfx) {
-        return Err(ctx.err(FetchErrorKind::NotInThisBuild {
-            what: "objectFormat pfx".into(),
-        }));
-    }
     let outputs = spec.output_files();
     let versions: Vec<Option<String>> = if spec.version_history >= 2 {
-        history_versions(client, &ctx)
+        history_versions(clients, &ctx)
             .await?
             .into_iter()
             .map(Some)
@@ -175,8 +171,14 @@ async fn fetch_object(
     let mut files = Vec::with_capacity(outputs.len());
     // History indices beyond the available versions are simply not written.
     for (out, version) in outputs.into_iter().zip(versions) {
-        let value = get_secret_value(client, &ctx, version).await?;
-        let content = render_secret(&ctx, value)?;
+        let content = match spec.object_type {
+            ObjectType::Secret => {
+                let (value, content_type) = get_secret(clients, &ctx, version).await?;
+                render_secret(&ctx, value, content_type.as_deref())?
+            }
+            ObjectType::Key => get_key_pem(clients, &ctx, version).await?,
+            ObjectType::Cert => get_cert_pem(clients, &ctx, version).await?,
+        };
         files.push(PayloadFile {
             path: out.path,
             mode: spec.file_mode,
@@ -186,33 +188,95 @@ async fn fetch_object(
     Ok(files)
 }
 
+/// (created, version id, enabled) of every version of the object, through
+/// all pages.
+async fn list_versions(
+    clients: &VaultClients,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<(i128, String, bool)>, FetchError> {
+    let name = ctx.spec.name.as_str();
+    let row = |id: Option<&str>, created: Option<time::OffsetDateTime>, enabled: Option<bool>| {
+        version_of(id).map(|v| {
+            (
+                created.map(|t| t.unix_timestamp_nanos()).unwrap_or(0),
+                v,
+                enabled.unwrap_or(true),
+            )
+        })
+    };
+    let rows = match ctx.spec.object_type {
+        ObjectType::Secret => {
+            let pager = clients
+                .secrets
+                .list_secret_properties_versions(
+                    name,
+                    Some(SecretClientListSecretPropertiesVersionsOptions {
+                        maxresults: Some(25),
+                        ..Default::default()
+                    }),
+                )
+                .map_err(|e| ctx.service(&e))?;
+            let items: Vec<_> = pager.try_collect().await.map_err(|e| ctx.service(&e))?;
+            items
+                .iter()
+                .filter_map(|p| {
+                    let a = p.attributes.as_ref();
+                    row(p.id.as_deref(), a.and_then(|a| a.created), a.and_then(|a| a.enabled))
+                })
+                .collect()
+        }
+        ObjectType::Key => {
+            let pager = clients
+                .keys
+                .list_key_properties_versions(
+                    name,
+                    Some(KeyClientListKeyPropertiesVersionsOptions {
+                        maxresults: Some(25),
+                        ..Default::default()
+                    }),
+                )
+                .map_err(|e| ctx.service(&e))?;
+            let items: Vec<_> = pager.try_collect().await.map_err(|e| ctx.service(&e))?;
+            items
+                .iter()
+                .filter_map(|p| {
+                    let a = p.attributes.as_ref();
+                    row(p.kid.as_deref(), a.and_then(|a| a.created), a.and_then(|a| a.enabled))
+                })
+                .collect()
+        }
+        ObjectType::Cert => {
+            let pager = clients
+                .certificates
+                .list_certificate_properties_versions(
+                    name,
+                    Some(CertificateClientListCertificatePropertiesVersionsOptions {
+                        maxresults: Some(25),
+                        ..Default::default()
+                    }),
+                )
+                .map_err(|e| ctx.service(&e))?;
+            let items: Vec<_> = pager.try_collect().await.map_err(|e| ctx.service(&e))?;
+            items
+                .iter()
+                .filter_map(|p| {
+                    let a = p.attributes.as_ref();
+                    row(p.id.as_deref(), a.and_then(|a| a.created), a.and_then(|a| a.enabled))
+                })
+                .collect()
+        }
+    };
+    Ok(rows)
+}
+
 /// Enabled versions, newest first by (created, version id), starting at the
 /// pinned version if any, at most `version_history` of them (DESIGN §4).
-async fn history_versions(client: &SecretClient, ctx: &Ctx<'_>) -> Result<Vec<String>, FetchError> {
+async fn history_versions(
+    clients: &VaultClients,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<String>, FetchError> {
     let spec = ctx.spec;
-    let pager = client
-        .list_secret_properties_versions(
-            &spec.name,
-            Some(SecretClientListSecretPropertiesVersionsOptions {
-                maxresults: Some(25),
-                ..Default::default()
-            }),
-        )
-        .map_err(|e| ctx.service(&e))?;
-    let items: Vec<_> = pager.try_collect().await.map_err(|e| ctx.service(&e))?;
-    let mut all: Vec<(i128, String, bool)> = items
-        .into_iter()
-        .filter_map(|p| {
-            let version = version_of(p.id.as_deref())?;
-            let attrs = p.attributes.as_ref();
-            let created = attrs
-                .and_then(|a| a.created)
-                .map(|t| t.unix_timestamp_nanos())
-                .unwrap_or(0);
-            let enabled = attrs.and_then(|a| a.enabled).unwrap_or(true);
-            Some((created, version, enabled))
-        })
-        .collect();
+    let mut all = list_versions(clients, ctx).await?;
     all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
     let start = match &spec.version {
         None => 0,
@@ -236,12 +300,13 @@ async fn history_versions(client: &SecretClient, ctx: &Ctx<'_>) -> Result<Vec<St
         .collect())
 }
 
-async fn get_secret_value(
-    client: &SecretClient,
+async fn get_secret(
+    clients: &VaultClients,
     ctx: &Ctx<'_>,
     version: Option<String>,
-) -> Result<SecretBytes, FetchError> {
-    let resp = client
+) -> Result<(SecretBytes, Option<String>), FetchError> {
+    let resp = clients
+        .secrets
         .get_secret(
             &ctx.spec.name,
             Some(SecretClientGetSecretOptions {
@@ -257,33 +322,160 @@ async fn get_secret_value(
     }
     // Convert at the boundary: the SDK's String is copied into a locked
     // buffer and wiped at once.
-    Ok(secret
+    let value = secret
         .value
         .map(SecretBytes::from_string)
-        .unwrap_or_else(|| SecretBytes::copy_from(b"")))
+        .unwrap_or_else(|| SecretBytes::copy_from(b""));
+    Ok((value, secret.content_type))
 }
 
-/// Applies `objectEncoding` to a plain secret's value (the Azure provider's
-/// semantics: the stored text is decoded; `utf-8` writes it as is).
-fn render_secret(ctx: &Ctx<'_>, value: SecretBytes) -> Result<SecretBytes, FetchError> {
-    match ctx.spec.encoding.unwrap_or(ObjectEncoding::Utf8) {
-        ObjectEncoding::Utf8 => Ok(value),
-        ObjectEncoding::Base64 => {
-            let mut out = base64::engine::general_purpose::STANDARD
-                .decode(value.expose())
-                .map_err(|_| ctx.err(FetchErrorKind::Decode { encoding: "base64" }))?;
-            let s = SecretBytes::copy_from(&out);
-            out.zeroize();
-            Ok(s)
-        }
-        ObjectEncoding::Hex => {
-            let mut out = hex::decode(value.expose())
-                .map_err(|_| ctx.err(FetchErrorKind::Decode { encoding: "hex" }))?;
-            let s = SecretBytes::copy_from(&out);
-            out.zeroize();
-            Ok(s)
-        }
+async fn get_key_pem(
+    clients: &VaultClients,
+    ctx: &Ctx<'_>,
+    version: Option<String>,
+) -> Result<SecretBytes, FetchError> {
+    let resp = clients
+        .keys
+        .get_key(
+            &ctx.spec.name,
+            Some(KeyClientGetKeyOptions {
+                key_version: version,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|e| ctx.service(&e))?;
+    let key = resp.into_model().map_err(|e| ctx.service(&e))?;
+    if key.attributes.as_ref().and_then(|a| a.enabled) == Some(false) {
+        return Err(ctx.err(FetchErrorKind::Service(Cause::Disabled)));
     }
+    let jwk = key
+        .key
+        .ok_or_else(|| ctx.convert(ConvertError::MalformedJwk("the key has no JWK")))?;
+    let converted = Jwk {
+        kty: jwk.kty.map(|k| k.as_ref().to_string()).unwrap_or_default(),
+        n: jwk.n,
+        e: jwk.e,
+        crv: jwk.crv.map(|c| c.as_ref().to_string()),
+        x: jwk.x,
+        y: jwk.y,
+    };
+    let pem = jwk_to_spki_pem(&converted).map_err(|e| ctx.convert(e))?;
+    Ok(SecretBytes::from_string(pem))
+}
+
+async fn get_cert_pem(
+    clients: &VaultClients,
+    ctx: &Ctx<'_>,
+    version: Option<String>,
+) -> Result<SecretBytes, FetchError> {
+    let resp = clients
+        .certificates
+        .get_certificate(
+            &ctx.spec.name,
+            Some(CertificateClientGetCertificateOptions {
+                certificate_version: version,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|e| ctx.service(&e))?;
+    let cert = resp.into_model().map_err(|e| ctx.service(&e))?;
+    if cert.attributes.as_ref().and_then(|a| a.enabled) == Some(false) {
+        return Err(ctx.err(FetchErrorKind::Service(Cause::Disabled)));
+    }
+    let der = cert
+        .cer
+        .ok_or_else(|| ctx.convert(ConvertError::MalformedCertificate { position: 0 }))?;
+    let pem = cert_der_to_pem(&der).map_err(|e| ctx.convert(e))?;
+    Ok(SecretBytes::from_string(pem))
+}
+
+fn decode_encoding(ctx: &Ctx<'_>, value: SecretBytes) -> Result<SecretBytes, FetchError> {
+    let decoded = match ctx.spec.encoding.unwrap_or(ObjectEncoding::Utf8) {
+        ObjectEncoding::Utf8 => return Ok(value),
+        ObjectEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(value.expose())
+            .map_err(|_| ctx.err(FetchErrorKind::Decode { encoding: "base64" }))?,
+        ObjectEncoding::Hex => hex::decode(value.expose())
+            .map_err(|_| ctx.err(FetchErrorKind::Decode { encoding: "hex" }))?,
+    };
+    Ok(SecretBytes::from_vec(decoded))
+}
+
+const ENCODING_ON_CERT: &str = "objectEncoding must be utf-8 for a secret that holds a certificate (use objectFormat: pfx with objectEncoding: base64 for a binary PFX)";
+
+/// Renders a secret's value per its contentType, `objectFormat` and
+/// `objectEncoding` (DESIGN §4):
+/// - `application/x-pkcs12`: PEM = PKCS#8 key then the ordered chain;
+///   pfx = the stored base64 PFX as is (binary with `objectEncoding: base64`);
+/// - `application/x-pem-file` holding a certificate: PEM normalised the same
+///   way; pfx = converted to a PFX with an empty password;
+/// - anything else: the value, decoded by `objectEncoding`.
+fn render_secret(
+    ctx: &Ctx<'_>,
+    value: SecretBytes,
+    content_type: Option<&str>,
+) -> Result<SecretBytes, FetchError> {
+    let ct = content_type.map(|c| c.trim().to_ascii_lowercase());
+    let is_pkcs12 = ct.as_deref() == Some(CONTENT_TYPE_PKCS12);
+    let is_pem = ct.as_deref() == Some(CONTENT_TYPE_PEM);
+    let encoding = ctx.spec.encoding.unwrap_or(ObjectEncoding::Utf8);
+    match ctx.spec.format.unwrap_or(ObjectFormat::Pem) {
+        ObjectFormat::Pfx => {
+            let pfx_base64 = if is_pkcs12 {
+                value
+            } else if is_pem && pem_holds_certificate(&value) {
+                let pfx = pem_to_pfx(value.expose()).map_err(|e| ctx.convert(e))?;
+                let mut text = base64::engine::general_purpose::STANDARD.encode(pfx.expose());
+                let out = SecretBytes::copy_from(text.as_bytes());
+                text.zeroize();
+                out
+            } else {
+                return Err(ctx.usage(
+                    "objectFormat pfx applies only to a secret that holds a certificate (contentType application/x-pkcs12 or application/x-pem-file)",
+                ));
+            };
+            match encoding {
+                ObjectEncoding::Utf8 => Ok(pfx_base64),
+                ObjectEncoding::Base64 => base64::engine::general_purpose::STANDARD
+                    .decode(pfx_base64.expose())
+                    .map(SecretBytes::from_vec)
+                    .map_err(|_| ctx.err(FetchErrorKind::Decode { encoding: "base64" })),
+                ObjectEncoding::Hex => Err(ctx.usage(ENCODING_ON_CERT)),
+            }
+        }
+        ObjectFormat::Pem if is_pkcs12 => {
+            if encoding != ObjectEncoding::Utf8 {
+                return Err(ctx.usage(ENCODING_ON_CERT));
+            }
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(value.expose())
+                .map(SecretBytes::from_vec)
+                .map_err(|_| ctx.convert(ConvertError::NotPkcs12))?;
+            pfx_to_pem(der.expose(), "").map_err(|e| ctx.convert(e))
+        }
+        ObjectFormat::Pem if is_pem => {
+            match pem_bundle_normalise(value.expose()).map_err(|e| ctx.convert(e))? {
+                Some(normalised) => {
+                    if encoding != ObjectEncoding::Utf8 {
+                        return Err(ctx.usage(ENCODING_ON_CERT));
+                    }
+                    Ok(normalised)
+                }
+                // A PEM secret without a certificate is written as is.
+                None => decode_encoding(ctx, value),
+            }
+        }
+        ObjectFormat::Pem => decode_encoding(ctx, value),
+    }
+}
+
+fn pem_holds_certificate(value: &SecretBytes) -> bool {
+    value
+        .expose()
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
 }
 
 #[cfg(test)]

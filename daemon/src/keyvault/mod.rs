@@ -18,6 +18,8 @@ use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{
     ClientOptions, Context, ExponentialRetryOptions, Request, RetryOptions, Transport,
 };
+use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
+use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 pub use error::{Cause, classify};
@@ -73,7 +75,7 @@ pub struct KeyVault {
     dns_suffix: Option<String>,
     authority_host: Option<String>,
     credentials: CredentialCache,
-    clients: Mutex<HashMap<(String, IdentityKey), Arc<SecretClient>>>,
+    clients: Mutex<HashMap<(String, IdentityKey), Arc<VaultClients>>>,
 }
 
 impl fmt::Debug for KeyVault {
@@ -134,17 +136,17 @@ impl KeyVault {
         }
     }
 
-    /// The SDK client for (vault, identity), created once and reused so its
-    /// credential's token cache and the connection pool are shared.
+    /// The SDK clients for (vault, identity), created once and reused so the
+    /// credential's token cache and the connection pool are shared. Every
+    /// call also installs the identity's newest kubelet token.
     ///
     /// # Errors
-    /// [`AuthError`] when the credential cannot be built; the vault URL is
-    /// validated by parameter parsing, an SDK refusal is reported the same way.
-    pub fn secret_client(
+    /// [`AuthError`] when the credential or a client cannot be built.
+    pub fn vault_clients(
         &self,
         vault_url: &str,
         identity: &Identity,
-    ) -> Result<Arc<SecretClient>, AuthError> {
+    ) -> Result<Arc<VaultClients>, AuthError> {
         let options = self.client_options(&identity.key.authority_host);
         let credential = self.credentials.credential(identity, &options)?;
         let key = (vault_url.to_string(), identity.key.clone());
@@ -152,21 +154,61 @@ impl KeyVault {
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let client = SecretClient::new(
-            vault_url,
-            credential,
-            Some(SecretClientOptions {
-                client_options: options,
-                ..Default::default()
-            }),
-        )
-        .map_err(|e| AuthError::Credential {
+        let sdk_err = |e: azure_core::Error| AuthError::Credential {
             client_id: identity.key.client_id.clone(),
             reason: e.to_string(),
-        })?;
-        let client = Arc::new(client);
-        clients.insert(key, client.clone());
-        Ok(client)
+        };
+        let built = VaultClients {
+            secrets: SecretClient::new(
+                vault_url,
+                credential.clone(),
+                Some(SecretClientOptions {
+                    client_options: options.clone(),
+                    ..Default::default()
+                }),
+            )
+            .map_err(sdk_err)?,
+            keys: KeyClient::new(
+                vault_url,
+                credential.clone(),
+                Some(KeyClientOptions {
+                    client_options: options.clone(),
+                    ..Default::default()
+                }),
+            )
+            .map_err(sdk_err)?,
+            certificates: CertificateClient::new(
+                vault_url,
+                credential,
+                Some(CertificateClientOptions {
+                    client_options: options,
+                    ..Default::default()
+                }),
+            )
+            .map_err(sdk_err)?,
+        };
+        let built = Arc::new(built);
+        clients.insert(key, built.clone());
+        Ok(built)
+    }
+}
+
+/// The three data-plane clients of one (vault, identity). They share one
+/// credential (so one Entra token) and the daemon's connection pool.
+pub struct VaultClients {
+    /// Secrets (`/secrets`), including certificate-backed secrets.
+    pub secrets: SecretClient,
+    /// Keys (`/keys`).
+    pub keys: KeyClient,
+    /// Certificates (`/certificates`).
+    pub certificates: CertificateClient,
+}
+
+impl fmt::Debug for VaultClients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultClients")
+            .field("endpoint", &self.secrets.endpoint().as_str())
+            .finish_non_exhaustive()
     }
 }
 
