@@ -38,6 +38,12 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// Another process is serving on the socket.
+    #[error("socket {path}: another process is serving on it; refusing to take it over")]
+    InUse {
+        /// Socket path.
+        path: String,
+    },
     /// Something that is not a socket sits at the socket path.
     #[error("socket {path}: a non-socket file exists there; refusing to replace it")]
     NotASocket {
@@ -58,13 +64,25 @@ pub enum ServeError {
     Grpc(#[from] tonic::transport::Error),
 }
 
-fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
+/// Binds the CSI socket: mode 0600 from the start (umask 0177 around
+/// bind(2)), replacing a stale socket file but never a live one (another
+/// daemon answering on it) nor a non-socket file. Returns the listener and
+/// the socket's inode, so shutdown removes only its own socket.
+fn bind_socket(path: &Path) -> Result<(UnixListener, u64), ServeError> {
+    use std::os::unix::fs::MetadataExt;
     let err = |source| ServeError::Socket {
         path: path.display().to_string(),
         source,
     };
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(err)?,
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ServeError::InUse {
+                    path: path.display().to_string(),
+                });
+            }
+            std::fs::remove_file(path).map_err(err)?;
+        }
         Ok(_) => {
             return Err(ServeError::NotASocket {
                 path: path.display().to_string(),
@@ -76,9 +94,21 @@ fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
-    let listener = UnixListener::bind(path).map_err(err)?;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.map_err(err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    Ok(listener)
+    let inode = std::fs::symlink_metadata(path).map_err(err)?.ino();
+    Ok((listener, inode))
+}
+
+/// Removes the socket file only if it is still the one this process bound.
+fn remove_own_socket(path: &Path, inode: u64) {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == inode) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Runs the daemon with the real mounter until `shutdown` resolves.
@@ -125,7 +155,7 @@ pub async fn serve_with(
         info!(addr = %local, "metrics endpoint listening");
     }
 
-    let listener = bind_socket(&config.socket_path)?;
+    let (listener, socket_inode) = bind_socket(&config.socket_path)?;
     let node = NodeService::new(config.clone(), keyvault, registry, mounter, metrics.clone());
     metrics.set_ready(true);
     info!(
@@ -145,7 +175,7 @@ pub async fn serve_with(
         .await;
     metrics.set_ready(false);
     let _ = stop_tx.send(true);
-    let _ = std::fs::remove_file(&config.socket_path);
+    remove_own_socket(&config.socket_path, socket_inode);
     info!("stopped; published volumes stay mounted");
     result.map_err(ServeError::from)
 }

@@ -1,6 +1,7 @@
 //! `vaultlet demo` prints the contract's lines and exits 0, as root and, via
 //! a user + mount namespace, as an unprivileged user.
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
@@ -41,7 +42,13 @@ fn demo_runs_unprivileged_in_a_user_namespace() {
         );
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_vaultlet"))
+    // The build dir may not be reachable by nobody (e.g. a clone under a
+    // 0700 home): run a copy from a world-readable temp dir.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let bin = dir.path().join("vaultlet");
+    std::fs::copy(env!("CARGO_BIN_EXE_vaultlet"), &bin).expect("copy binary");
+    let out = Command::new(&bin)
         .arg("demo")
         .current_dir("/")
         .uid(65534)

@@ -205,3 +205,39 @@ fn invalid_flags_name_the_flag() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--tmpfs-size"), "{stderr}");
 }
+
+#[test]
+fn a_live_socket_is_not_taken_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("csi.sock");
+    let spawn = |state: &str| {
+        Command::new(env!("CARGO_BIN_EXE_vaultlet"))
+            .args(["serve", "--node-id=n", "--metrics-addr="])
+            .arg(format!("--endpoint={}", socket.display()))
+            .arg(format!("--state-dir={}", dir.path().join(state).display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut first = spawn("state-a");
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "first daemon never served"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = spawn("state-b").wait_with_output().expect("second daemon");
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another process is serving"), "{stderr}");
+    assert!(
+        std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+        "the first daemon's socket must survive"
+    );
+    let status = sigterm_and_wait(&mut first);
+    assert!(status.success());
+    assert!(!socket.exists());
+}

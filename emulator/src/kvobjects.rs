@@ -4,13 +4,14 @@
 //! Bodies have the shapes the official SDK crates (`azure_security_keyvault_keys` and
 //! `azure_security_keyvault_certificates` 1.x) parse: a key bundle `{"key": JWK,
 //! "attributes", "tags", "managed"?}` whose JWK carries only public members, and a
-//! certificate bundle `{"id","kid","sid","cer","attributes","policy","tags"}`. Access checks,
+//! certificate bundle `{"id","kid","sid","x5t","cer","attributes","policy","tags"}`. Access checks,
 //! faults and counters happen in [`crate::keyvault`] before these are called.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::StatusCode;
 use serde_json::{Map, Value, json};
+use sha1::{Digest as _, Sha1};
 
 use crate::keyvault::{Collection, attributes, bad_name, disabled, next_link, not_found, paging};
 use crate::objects::{CertVersion, KeyMaterial, KeyVersion, StoredCert, StoredKey};
@@ -159,10 +160,17 @@ fn cert_attributes(v: &CertVersion) -> Value {
     Value::Object(map)
 }
 
-/// `{"id", "attributes", "tags"}`, the certificate properties of listings.
+/// `x5t`: the SHA-1 thumbprint of the leaf's DER, base64url without padding, as Key
+/// Vault reports it on certificate bundles and listing items.
+fn x5t(der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha1::digest(der))
+}
+
+/// `{"id", "x5t", "attributes", "tags"}`, the certificate properties of listings.
 fn cert_properties(id: String, v: &CertVersion) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert("id".to_owned(), Value::String(id));
+    map.insert("x5t".to_owned(), Value::String(x5t(&v.facts.der)));
     map.insert("attributes".to_owned(), cert_attributes(v));
     map.insert("tags".to_owned(), json!(v.tags));
     map

@@ -1085,3 +1085,125 @@ async fn seed_creates_keys_and_imports_certificates() {
     ));
     assert!(Seed::from_json(br#"{"vaults": [{"name": "kv1", "keys": [{"name": "k", "versions": [{"type": "EC"}]}]}]}"#).is_err());
 }
+
+/// `openssl x509 -noout -fingerprint -sha1` of a DER certificate, as raw bytes.
+fn openssl_sha1_fingerprint(der: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("leaf.der");
+    std::fs::write(&path, der).expect("write DER");
+    let out = Command::new("openssl")
+        .args([
+            "x509",
+            "-inform",
+            "DER",
+            "-noout",
+            "-fingerprint",
+            "-sha1",
+            "-in",
+        ])
+        .arg(&path)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let (_, hex_colons) = text.trim().split_once('=').expect("Fingerprint=…");
+    hex::decode(hex_colons.replace(':', "")).expect("hex fingerprint")
+}
+
+#[tokio::test]
+async fn certificates_carry_the_sha1_thumbprint_of_the_leaf_as_x5t() {
+    use sha1::Digest as _;
+    let (em, http, token) = setup().await;
+    let first = chain(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let second = chain(&rcgen::PKCS_RSA_SHA256);
+    let state = em.state();
+    let v1 = state
+        .import_certificate_pfx(
+            "kv1",
+            "thumb",
+            &pfx(&first, PFX_PASSWORD),
+            Some(PFX_PASSWORD),
+            CertImportOptions::default(),
+        )
+        .expect("v1");
+    let pem = format!("{}{}", second.leaf_key.serialize_pem(), second.pem[2]);
+    let v2 = state
+        .import_certificate_pem("kv1", "thumb", &pem, CertImportOptions::default())
+        .expect("v2");
+    let expected = |leaf: &[u8]| {
+        let digest = sha1::Sha1::digest(leaf).to_vec();
+        assert_eq!(digest.len(), 20);
+        if openssl_available() {
+            assert_eq!(openssl_sha1_fingerprint(leaf), digest, "openssl disagrees");
+        }
+        URL_SAFE_NO_PAD.encode(digest)
+    };
+    let (x1, x2) = (expected(&first.leaf), expected(&second.leaf));
+    assert_ne!(x1, x2);
+    assert_eq!(x1.len(), 27, "20 bytes, base64url without padding: {x1}");
+
+    // Bundles: the pinned version and the current one.
+    for (path, want, cer) in [
+        (format!("/certificates/thumb/{v1}"), &x1, &first.leaf),
+        (format!("/certificates/thumb/{v2}"), &x2, &second.leaf),
+        ("/certificates/thumb".to_owned(), &x2, &second.leaf),
+    ] {
+        let (status, _, cert) = get(&http, &url(&em, &path), Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {cert}");
+        assert_eq!(cert["x5t"].as_str(), Some(want.as_str()), "{path}");
+        assert_eq!(b64url(&cert["x5t"]).len(), 20, "{path}");
+        // x5t is the thumbprint of exactly the `cer` served beside it.
+        let served = STANDARD
+            .decode(cert["cer"].as_str().expect("cer"))
+            .expect("b64");
+        assert_eq!(&served, cer, "{path}");
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&served)),
+            *want,
+            "{path}"
+        );
+    }
+
+    // Version listing items, in insertion order.
+    let (status, _, page) = get(
+        &http,
+        &url(&em, "/certificates/thumb/versions"),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed: Vec<&str> = page["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|v| v["x5t"].as_str().expect("x5t on a listing item"))
+        .collect();
+    assert_eq!(listed, [x1.as_str(), x2.as_str()]);
+
+    // Certificate listing items: the current version's thumbprint.
+    let (status, _, list) = get(&http, &url(&em, "/certificates"), Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let item = list["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .find(|v| {
+            v["id"]
+                .as_str()
+                .is_some_and(|id| id.ends_with("/certificates/thumb"))
+        })
+        .expect("thumb listed");
+    assert_eq!(item["x5t"].as_str(), Some(x2.as_str()));
+
+    // A disabled version is not served, x5t or not.
+    state
+        .set_certificate_enabled("kv1", "thumb", &v2, false)
+        .expect("disable");
+    let (status, _, body) = get(&http, &url(&em, "/certificates/thumb"), Some(&token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.get("x5t").is_none());
+}

@@ -145,16 +145,48 @@ impl Inner {
         })
     }
 
+    /// The target's parent must resolve to where its path says: a symlink
+    /// anywhere under the kubelet root could otherwise send the mount (or the
+    /// teardown) elsewhere. `Ok(false)` when the parent does not exist.
+    fn parent_resolves_inside_root(&self, target: &TargetPath) -> Result<bool, CsiError> {
+        let Some(parent) = target.path.parent() else {
+            return Err(CsiError::Request("target_path has no parent".into()));
+        };
+        let parent_real = match std::fs::canonicalize(parent) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(CsiError::Precondition(format!(
+                    "target_path parent {} cannot be resolved: {e}",
+                    parent.display()
+                )));
+            }
+        };
+        let root_real = std::fs::canonicalize(&self.config.kubelet_root).map_err(|e| {
+            CsiError::Precondition(format!(
+                "kubelet root {} cannot be resolved: {e}",
+                self.config.kubelet_root.display()
+            ))
+        })?;
+        let expected = root_real
+            .join("pods")
+            .join(&target.pod_uid)
+            .join("volumes")
+            .join("kubernetes.io~csi")
+            .join(&target.volume_name);
+        if parent_real != expected {
+            return Err(CsiError::Precondition(format!(
+                "target_path {} resolves outside the kubelet root (a symlink in its path); refusing it",
+                target.path.display()
+            )));
+        }
+        Ok(true)
+    }
+
     /// Runs with the target's lock held, in its own task.
     async fn publish_locked(&self, plan: PublishPlan) -> Result<(), CsiError> {
         let target = plan.target.path.clone();
         let authority = self.keyvault.authority_host(plan.params.cloud);
-        let identity = select_identity(
-            &plan.params,
-            &plan.secrets,
-            &plan.volume_context,
-            &authority,
-        )?;
         if let Some(existing) = self.registry.get(&target) {
             if existing.fingerprint != plan.fingerprint {
                 return Err(CsiError::AlreadyExists {
@@ -162,11 +194,25 @@ impl Inner {
                 });
             }
             if self.mounter.mount_state(&target)? == MountState::Tmpfs {
-                // Same volume, still mounted: install the newest credential
-                // for later refreshes and answer OK without a second mount.
+                // Same volume, still mounted: OK without a second mount. The
+                // newest credential is installed for later refreshes; if none
+                // can be chosen the old files stay and the call is still OK
+                // (DESIGN §7: a failed refresh of a published volume is OK).
                 let vault_url = self.keyvault.vault_url(&plan.params);
-                if let Err(e) = self.keyvault.vault_clients(&vault_url, &identity) {
-                    warn!(error = %e, "could not refresh the volume's credential");
+                match select_identity(
+                    &plan.params,
+                    &plan.secrets,
+                    &plan.volume_context,
+                    &authority,
+                ) {
+                    Ok(identity) => {
+                        if let Err(e) = self.keyvault.vault_clients(&vault_url, &identity) {
+                            warn!(error = %e, "republish: could not refresh the credential; keeping the volume");
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "republish: no usable identity; keeping the volume");
+                    }
                 }
                 debug!("already published");
                 return Ok(());
@@ -174,6 +220,12 @@ impl Inner {
             warn!("published volume lost its mount; publishing again");
             self.registry.remove(&target)?;
         }
+        let identity = select_identity(
+            &plan.params,
+            &plan.secrets,
+            &plan.volume_context,
+            &authority,
+        )?;
 
         // Fetch everything before touching the target: a failure leaves
         // nothing behind.
@@ -199,9 +251,17 @@ impl Inner {
             }
         };
 
-        // Something at the target that is not ours (or a stale mount from a
-        // lost index) must be dealt with before mounting.
-        match std::fs::symlink_metadata(&target) {
+        if !self.parent_resolves_inside_root(&plan.target)? {
+            return Err(CsiError::Precondition(format!(
+                "the parent of target_path {} does not exist (kubelet creates it)",
+                target.display()
+            )));
+        }
+        // What is at the target decides between a fresh mount and adopting a
+        // vaultlet tmpfs whose index entry was lost (a restart with an empty
+        // state dir): its content is then replaced atomically, so pods that
+        // already see it are never left with an empty volume.
+        let adopt = match std::fs::symlink_metadata(&target) {
             Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
                 return Err(CsiError::Precondition(format!(
                     "target {} exists and is not a directory",
@@ -209,10 +269,17 @@ impl Inner {
                 )));
             }
             Ok(_) => match self.mounter.mount_state(&target)? {
-                MountState::NotMounted => {}
-                MountState::Tmpfs | MountState::Fuse => {
-                    warn!("unknown vaultlet mount at target; tearing it down first");
+                MountState::NotMounted => false,
+                MountState::Tmpfs => {
+                    warn!(
+                        "adopting a vaultlet tmpfs missing from the index; refreshing it in place"
+                    );
+                    true
+                }
+                MountState::Fuse => {
+                    warn!("unknown FUSE mount at target; tearing it down first");
                     teardown_target(self.mounter.as_ref(), &target)?;
+                    false
                 }
                 MountState::Foreign => {
                     return Err(CsiError::Precondition(format!(
@@ -221,29 +288,33 @@ impl Inner {
                     )));
                 }
             },
-            Err(_) => {}
-        }
-        let created = match std::fs::create_dir(&target) {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-            Err(source) => {
-                return Err(CsiError::Mount(crate::mount::MountError::Io {
-                    op: "mkdir",
-                    path: target.display().to_string(),
-                    source,
-                }));
-            }
+            Err(_) => false,
         };
-        if let Err(e) = self.mounter.mount_tmpfs(&target, plan.tmpfs_size) {
-            if created {
-                let _ = std::fs::remove_dir(&target);
+        if !adopt {
+            let created = match std::fs::create_dir(&target) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(source) => {
+                    return Err(CsiError::Mount(crate::mount::MountError::Io {
+                        op: "mkdir",
+                        path: target.display().to_string(),
+                        source,
+                    }));
+                }
+            };
+            if let Err(e) = self.mounter.mount_tmpfs(&target, plan.tmpfs_size) {
+                if created {
+                    let _ = std::fs::remove_dir(&target);
+                }
+                return Err(e.into());
             }
-            return Err(e.into());
         }
         let outcome = match write_payload(&target, &payload, Some(plan.tmpfs_size)) {
             Ok(o) => o,
             Err(e) => {
-                if let Err(t) = teardown_target(self.mounter.as_ref(), &target) {
+                // A fresh mount is torn down again; an adopted one keeps its
+                // old files (a failed refresh never empties a volume).
+                if !adopt && let Err(t) = teardown_target(self.mounter.as_ref(), &target) {
                     warn!(error = %t, "cleanup after a failed publish failed");
                 }
                 return Err(e.into());
@@ -268,7 +339,13 @@ impl Inner {
         Ok(())
     }
 
-    async fn unpublish_locked(&self, target: PathBuf) -> Result<(), CsiError> {
+    async fn unpublish_locked(&self, target: TargetPath) -> Result<(), CsiError> {
+        if !self.parent_resolves_inside_root(&target)? {
+            // No parent, no target: nothing of ours can be there.
+            self.registry.remove(&target.path)?;
+            return Ok(());
+        }
+        let target = target.path;
         let result = teardown_target(self.mounter.as_ref(), &target)?;
         self.registry.remove(&target)?;
         self.metrics.published.set(self.registry.len() as i64);
@@ -309,7 +386,7 @@ impl NodeService {
         let task = tokio::spawn(
             async move {
                 let _guard = inner.registry.lock(&target.path).await;
-                inner.unpublish_locked(target.path).await
+                inner.unpublish_locked(target).await
             }
             .instrument(span),
         );

@@ -72,7 +72,7 @@ impl CsiError {
                     Cause::Forbidden { .. } => Code::PermissionDenied,
                     Cause::Disabled => Code::FailedPrecondition,
                     Cause::Unauthenticated { .. } => Code::Unauthenticated,
-                    Cause::Throttled | Cause::Unavailable { .. } => Code::Unavailable,
+                    Cause::Throttled { .. } | Cause::Unavailable { .. } => Code::Unavailable,
                     Cause::Rejected { .. } => Code::InvalidArgument,
                     Cause::Other { .. } => Code::Unavailable,
                 },

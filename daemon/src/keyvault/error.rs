@@ -29,7 +29,10 @@ pub enum Cause {
         detail: String,
     },
     /// 429 after the SDK's retries.
-    Throttled,
+    Throttled {
+        /// `Key Vault` or `Entra ID`.
+        by: &'static str,
+    },
     /// DNS, connection, TLS failure, or 5xx/408 after retries.
     Unavailable {
         /// A short description of the transport or status failure.
@@ -54,7 +57,7 @@ impl std::fmt::Display for Cause {
             Cause::Forbidden { code } => write!(f, "access denied ({code})"),
             Cause::Disabled => f.write_str("the version is disabled"),
             Cause::Unauthenticated { detail } => write!(f, "authentication failed ({detail})"),
-            Cause::Throttled => f.write_str("throttled by Key Vault (429) after retries"),
+            Cause::Throttled { by } => write!(f, "throttled by {by} (429) after retries"),
             Cause::Unavailable { detail } => write!(f, "unavailable: {detail}"),
             Cause::Rejected { detail } => write!(f, "request rejected ({detail})"),
             Cause::Other { detail } => write!(f, "unexpected failure: {detail}"),
@@ -121,6 +124,17 @@ fn transport_detail(err: &(dyn StdError + 'static)) -> String {
     format!("{kind}: {last}")
 }
 
+fn unavailable(err: &(dyn StdError + 'static), in_credential: bool) -> Cause {
+    let detail = transport_detail(err);
+    Cause::Unavailable {
+        detail: if in_credential {
+            format!("Entra ID authority host: {detail}")
+        } else {
+            detail
+        },
+    }
+}
+
 /// Classifies an SDK error. `from_credential` tells whether the failing call
 /// was the token request (then HTTP failures are Entra's).
 pub fn classify(err: &azure_core::Error) -> Cause {
@@ -147,7 +161,7 @@ pub fn classify(err: &azure_core::Error) -> Cause {
                             })
                             .unwrap_or_else(|| format!("Entra ID answered {status_u16}"));
                         return match status_u16 {
-                            429 => Cause::Throttled,
+                            429 => Cause::Throttled { by: "Entra ID" },
                             500..=599 | 408 => Cause::Unavailable {
                                 detail: format!("Entra ID answered {status_u16}"),
                             },
@@ -175,7 +189,7 @@ pub fn classify(err: &azure_core::Error) -> Cause {
                         401 => Cause::Unauthenticated {
                             detail: "Key Vault answered 401 to an authenticated request".into(),
                         },
-                        429 => Cause::Throttled,
+                        429 => Cause::Throttled { by: "Key Vault" },
                         408 | 500..=599 => Cause::Unavailable {
                             detail: format!("Key Vault answered {status_u16} after retries"),
                         },
@@ -185,14 +199,10 @@ pub fn classify(err: &azure_core::Error) -> Cause {
                     };
                 }
                 ErrorKind::Io | ErrorKind::Connection => {
-                    return Cause::Unavailable {
-                        detail: transport_detail(az),
-                    };
+                    return unavailable(az, in_credential);
                 }
                 ErrorKind::Other if super::is_permanent_transport_failure(az) => {
-                    return Cause::Unavailable {
-                        detail: transport_detail(az),
-                    };
+                    return unavailable(az, in_credential);
                 }
                 _ => {}
             }

@@ -2,7 +2,8 @@
 //! bytes of its file(s).
 
 use azure_security_keyvault_certificates::models::{
-    CertificateClientGetCertificateOptions, CertificateClientListCertificatePropertiesVersionsOptions,
+    CertificateClientGetCertificateOptions,
+    CertificateClientListCertificatePropertiesVersionsOptions,
 };
 use azure_security_keyvault_keys::models::{
     KeyClientGetKeyOptions, KeyClientListKeyPropertiesVersionsOptions,
@@ -126,7 +127,10 @@ impl Ctx<'_> {
 
 /// Version id from a Key Vault object id URL (`.../secrets/name/version`).
 fn version_of(id: Option<&str>) -> Option<String> {
-    id?.trim_end_matches('/').rsplit('/').next().map(str::to_string)
+    id?.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .map(str::to_string)
 }
 
 impl KeyVault {
@@ -156,7 +160,10 @@ impl KeyVault {
     }
 }
 
-async fn fetch_object(clients: &VaultClients, ctx: Ctx<'_>) -> Result<Vec<PayloadFile>, FetchError> {
+async fn fetch_object(
+    clients: &VaultClients,
+    ctx: Ctx<'_>,
+) -> Result<Vec<PayloadFile>, FetchError> {
     let spec = ctx.spec;
     let outputs = spec.output_files();
     let versions: Vec<Option<String>> = if spec.version_history >= 2 {
@@ -221,7 +228,11 @@ async fn list_versions(
                 .iter()
                 .filter_map(|p| {
                     let a = p.attributes.as_ref();
-                    row(p.id.as_deref(), a.and_then(|a| a.created), a.and_then(|a| a.enabled))
+                    row(
+                        p.id.as_deref(),
+                        a.and_then(|a| a.created),
+                        a.and_then(|a| a.enabled),
+                    )
                 })
                 .collect()
         }
@@ -241,7 +252,11 @@ async fn list_versions(
                 .iter()
                 .filter_map(|p| {
                     let a = p.attributes.as_ref();
-                    row(p.kid.as_deref(), a.and_then(|a| a.created), a.and_then(|a| a.enabled))
+                    row(
+                        p.kid.as_deref(),
+                        a.and_then(|a| a.created),
+                        a.and_then(|a| a.enabled),
+                    )
                 })
                 .collect()
         }
@@ -261,7 +276,11 @@ async fn list_versions(
                 .iter()
                 .filter_map(|p| {
                     let a = p.attributes.as_ref();
-                    row(p.id.as_deref(), a.and_then(|a| a.created), a.and_then(|a| a.enabled))
+                    row(
+                        p.id.as_deref(),
+                        a.and_then(|a| a.created),
+                        a.and_then(|a| a.enabled),
+                    )
                 })
                 .collect()
         }

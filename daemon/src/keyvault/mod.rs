@@ -52,6 +52,13 @@ impl Policy for RecordCause {
         next: &[Arc<dyn Policy>],
     ) -> PolicyResult {
         let host = request.url().host_str().unwrap_or("?").to_string();
+        let set = |note: String| {
+            let _ = LAST_CAUSE.try_with(|c| {
+                *c.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+            });
+        };
+        // Overwritten by the outcome; stays if the answer never comes.
+        set(format!("no answer yet from {host}"));
         let res = next[0].send(ctx, request, &next[1..]).await;
         let note = match &res {
             Ok(r) if !r.status().is_success() && u16::from(r.status()) != 401 => {
@@ -60,10 +67,9 @@ impl Policy for RecordCause {
             Ok(_) => None,
             Err(e) => Some(format!("{host}: {}", classify(e))),
         };
-        if let Some(note) = note {
-            let _ = LAST_CAUSE.try_with(|c| {
-                *c.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
-            });
+        match note {
+            Some(note) => set(note),
+            None => set(format!("{host} answered")),
         }
         res
     }

@@ -22,21 +22,6 @@ pub fn lock_memory(buf: &[u8]) -> bool {
     unsafe { nix::sys::mman::mlock(ptr, buf.len()).is_ok() }
 }
 
-/// Undoes [`lock_memory`]. Pages shared with other locked buffers stay
-/// resident only while the kernel's lock count says so (locks do not nest:
-/// the first munlock of a page unlocks it, which costs residency, never
-/// correctness).
-pub fn unlock_memory(buf: &[u8]) {
-    let Some(ptr) = NonNull::new(buf.as_ptr() as *mut c_void) else {
-        return;
-    };
-    if buf.is_empty() {
-        return;
-    }
-    // SAFETY: as in `lock_memory`, the range is owned by the live slice.
-    let _ = unsafe { nix::sys::mman::munlock(ptr, buf.len()) };
-}
-
 /// Makes the process undumpable (`PR_SET_DUMPABLE=0`: no core dumps, no
 /// ptrace attach by non-root, `/proc/<pid>/mem` closed to other users) and
 /// sets `RLIMIT_CORE` to 0.
@@ -54,8 +39,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lock_and_unlock_empty_is_noop() {
+    fn locking_an_empty_buffer_is_a_noop() {
         assert!(!lock_memory(&[]));
-        unlock_memory(&[]);
     }
 }

@@ -11,7 +11,10 @@ use crate::mount::sys;
 /// - The buffer is allocated once at its exact size and never grows, so no
 ///   stale copy is left behind by a reallocation.
 /// - It is `mlock(2)`ed when the process may lock memory (best effort: a
-///   failure, e.g. `RLIMIT_MEMLOCK`, is ignored) and unlocked on drop.
+///   failure, e.g. `RLIMIT_MEMLOCK`, is ignored). It is not unlocked on
+///   drop: locks are per page and do not nest, so unlocking one buffer would
+///   unlock its neighbours on the same page; the kernel drops the lock when
+///   the allocator returns the pages.
 /// - It is overwritten with zeros on drop.
 /// - `Debug` prints `[REDACTED]` and the length only; there is no `Display`.
 ///   The bytes are reached only through [`SecretBytes::expose`].
@@ -81,9 +84,6 @@ impl Eq for SecretBytes {}
 impl Drop for SecretBytes {
     fn drop(&mut self) {
         self.buf.zeroize();
-        if self.locked {
-            sys::unlock_memory(&self.buf);
-        }
     }
 }
 
