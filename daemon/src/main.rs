@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use vaultlet::config::{Config, LogFormat, ServeArgs};
 
+/// Every freed block is wiped: buffers of libraries we do not own (HTTP,
+/// TLS, JSON, the Azure SDK) may have held plaintext (DESIGN §6).
+#[global_allocator]
+static ALLOCATOR: vaultlet::mount::sys::ZeroOnFree = vaultlet::mount::sys::ZeroOnFree;
+
 /// vaultlet: a CSI node daemon that delivers Azure Key Vault secrets into pod
 /// volumes, in memory only.
 #[derive(Debug, Parser)]

@@ -413,13 +413,30 @@ async fn get_cert_pem(
 fn decode_encoding(ctx: &Ctx<'_>, value: SecretBytes) -> Result<SecretBytes, FetchError> {
     let decoded = match ctx.spec.encoding.unwrap_or(ObjectEncoding::Utf8) {
         ObjectEncoding::Utf8 => return Ok(value),
-        ObjectEncoding::Base64 => base64::engine::general_purpose::STANDARD
-            .decode(value.expose())
-            .map_err(|_| ctx.err(FetchErrorKind::Decode { encoding: "base64" }))?,
+        ObjectEncoding::Base64 => {
+            return decode_base64(value.expose())
+                .ok_or_else(|| ctx.err(FetchErrorKind::Decode { encoding: "base64" }));
+        }
         ObjectEncoding::Hex => hex::decode(value.expose())
             .map_err(|_| ctx.err(FetchErrorKind::Decode { encoding: "hex" }))?,
     };
     Ok(SecretBytes::from_vec(decoded))
+}
+
+/// Standard base64 as the Azure provider decodes it (Go's
+/// `base64.StdEncoding.DecodeString`): padding required, `\r` and `\n`
+/// skipped anywhere, non-zero trailing bits tolerated.
+fn decode_base64(text: &[u8]) -> Option<SecretBytes> {
+    use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let mut compact: Vec<u8> = Vec::with_capacity(text.len());
+    compact.extend(text.iter().copied().filter(|b| *b != b'\r' && *b != b'\n'));
+    let decoded = LENIENT.decode(&compact);
+    compact.zeroize();
+    decoded.ok().map(SecretBytes::from_vec)
 }
 
 const ENCODING_ON_CERT: &str = "objectEncoding must be utf-8 for a secret that holds a certificate (use objectFormat: pfx with objectEncoding: base64 for a binary PFX)";
@@ -457,10 +474,8 @@ fn render_secret(
             };
             match encoding {
                 ObjectEncoding::Utf8 => Ok(pfx_base64),
-                ObjectEncoding::Base64 => base64::engine::general_purpose::STANDARD
-                    .decode(pfx_base64.expose())
-                    .map(SecretBytes::from_vec)
-                    .map_err(|_| ctx.err(FetchErrorKind::Decode { encoding: "base64" })),
+                ObjectEncoding::Base64 => decode_base64(pfx_base64.expose())
+                    .ok_or_else(|| ctx.err(FetchErrorKind::Decode { encoding: "base64" })),
                 ObjectEncoding::Hex => Err(ctx.usage(ENCODING_ON_CERT)),
             }
         }
@@ -468,10 +483,8 @@ fn render_secret(
             if encoding != ObjectEncoding::Utf8 {
                 return Err(ctx.usage(ENCODING_ON_CERT));
             }
-            let der = base64::engine::general_purpose::STANDARD
-                .decode(value.expose())
-                .map(SecretBytes::from_vec)
-                .map_err(|_| ctx.convert(ConvertError::NotPkcs12))?;
+            let der = decode_base64(value.expose())
+                .ok_or_else(|| ctx.convert(ConvertError::NotPkcs12))?;
             pfx_to_pem(der.expose(), "").map_err(|e| ctx.convert(e))
         }
         ObjectFormat::Pem if is_pem => {
@@ -500,6 +513,18 @@ fn pem_holds_certificate(value: &SecretBytes) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_decodes_like_go_std_encoding() {
+        let d = |s: &str| decode_base64(s.as_bytes()).map(|b| b.expose().to_vec());
+        assert_eq!(d("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(d("aGVs\r\nbG8=\n").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(d("aGVsbG9=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(d("//4=").as_deref(), Some(&[0xff, 0xfe][..]));
+        assert_eq!(d("aGVsbG8"), None, "padding is required");
+        assert_eq!(d("hello world!"), None);
+        assert_eq!(d("aGVs bG8="), None, "only CR and LF are skipped");
+    }
 
     #[test]
     fn version_is_the_last_segment() {
