@@ -23,6 +23,99 @@ pub fn lock_memory(buf: &[u8]) -> bool {
     unsafe { nix::sys::mman::mlock(ptr, buf.len()).is_ok() }
 }
 
+/// An anonymous private mapping that holds one secret: page-aligned, sized
+/// to whole pages, excluded from core dumps (`MADV_DONTDUMP`), `mlock(2)`ed
+/// when the process may lock memory, overwritten with zeros and unmapped on
+/// drop (which also drops the lock: no page is shared with another buffer).
+#[derive(Debug)]
+pub struct SecretRegion {
+    ptr: NonNull<c_void>,
+    len: usize,
+    mapped: usize,
+    locked: bool,
+}
+
+// SAFETY: the region is exclusively owned (a private anonymous mapping no
+// other object points into); access goes through `&self`/`&mut self`.
+unsafe impl Send for SecretRegion {}
+// SAFETY: shared access is read-only (`as_slice`).
+unsafe impl Sync for SecretRegion {}
+
+/// Count of buffers that could not be mlocked (RLIMIT_MEMLOCK, no
+/// CAP_IPC_LOCK). Read by telemetry.
+pub static MLOCK_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl SecretRegion {
+    /// Maps a region for `len` (> 0) bytes, zero-filled. `None` when the
+    /// kernel refuses the mapping (the caller falls back to the heap).
+    pub fn new(len: usize) -> Option<Self> {
+        use nix::sys::mman::{MapFlags, MmapAdvise, ProtFlags, madvise, mmap_anonymous};
+        use std::sync::atomic::Ordering;
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|p| usize::try_from(p).ok())
+            .unwrap_or(4096);
+        let mapped = len.checked_add(page - 1)? / page * page;
+        let size = std::num::NonZeroUsize::new(mapped)?;
+        // SAFETY: a fresh anonymous private mapping at an address the kernel
+        // chooses: it aliases no existing Rust object.
+        let ptr = unsafe {
+            mmap_anonymous(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
+            )
+        }
+        .ok()?;
+        // SAFETY: `ptr..ptr+mapped` is the mapping created above.
+        let _ = unsafe { madvise(ptr, mapped, MmapAdvise::MADV_DONTDUMP) };
+        // SAFETY: as above; mlock changes residency only.
+        let locked = unsafe { nix::sys::mman::mlock(ptr, mapped) }.is_ok();
+        if !locked && MLOCK_FAILURES.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                "cannot mlock secret buffers (RLIMIT_MEMLOCK or CAP_IPC_LOCK); they may be swapped out"
+            );
+        }
+        Some(Self {
+            ptr,
+            len,
+            mapped,
+            locked,
+        })
+    }
+
+    /// The `len` bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is readable for `mapped >= len` bytes and lives
+        // as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// The `len` bytes, writable (used once, to fill the region).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// Whether the region is mlocked.
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+}
+
+impl Drop for SecretRegion {
+    fn drop(&mut self) {
+        // SAFETY: the whole mapping is writable and owned by `self`; it is
+        // wiped, then unmapped exactly once.
+        unsafe {
+            wipe(self.ptr.as_ptr().cast::<u8>(), self.mapped);
+            let _ = nix::sys::mman::munmap(self.ptr, self.mapped);
+        }
+    }
+}
+
 /// A global allocator that overwrites every block with zeros before it is
 /// freed (DESIGN §6): buffers we do not own (HTTP bodies, TLS records, JSON,
 /// the SDK's `String`s) may hold plaintext, and this wipes them when their
@@ -122,6 +215,16 @@ mod tests {
             assert_eq!(*r.add(3), 4);
             a.dealloc(r, Layout::from_size_align(4, 8).expect("layout"));
         }
+    }
+
+    #[test]
+    fn secret_region_is_page_sized_and_holds_its_bytes() {
+        let mut r = SecretRegion::new(10).expect("mapping");
+        assert_eq!(r.as_slice(), &[0u8; 10]);
+        r.as_mut_slice().copy_from_slice(b"0123456789");
+        assert_eq!(r.as_slice(), b"0123456789");
+        assert_eq!(r.as_slice().as_ptr() as usize % 4096, 0, "page-aligned");
+        assert!(SecretRegion::new(0).is_none());
     }
 
     #[test]

@@ -8,32 +8,47 @@ use crate::mount::sys;
 
 /// Plaintext secret bytes (an object value, a rendered file, a token).
 ///
-/// - The buffer is allocated once at its exact size and never grows, so no
+/// - The buffer is allocated once at its final size and never grows, so no
 ///   stale copy is left behind by a reallocation.
-/// - It is `mlock(2)`ed when the process may lock memory (best effort: a
-///   failure, e.g. `RLIMIT_MEMLOCK`, is ignored). It is not unlocked on
-///   drop: locks are per page and do not nest, so unlocking one buffer would
-///   unlock its neighbours on the same page; the kernel drops the lock when
-///   the allocator returns the pages.
+/// - Non-empty buffers live in their own page-aligned anonymous mapping
+///   (`sys::SecretRegion`): excluded from core dumps (`MADV_DONTDUMP`),
+///   `mlock(2)`ed when allowed (a failure is warned about once and counted),
+///   and no page is shared with any other allocation. If the kernel refuses
+///   the mapping, the heap is used (still zeroized).
 /// - It is overwritten with zeros on drop.
 /// - `Debug` prints `[REDACTED]` and the length only; there is no `Display`.
 ///   The bytes are reached only through [`SecretBytes::expose`].
 pub struct SecretBytes {
-    buf: Box<[u8]>,
-    locked: bool,
+    storage: Storage,
+}
+
+enum Storage {
+    Empty,
+    Region(sys::SecretRegion),
+    Heap(Box<[u8]>),
 }
 
 impl SecretBytes {
-    /// Copies `bytes` into a new locked buffer of exactly `bytes.len()` bytes.
-    /// The caller stays responsible for wiping its own copy.
+    /// Copies `bytes` into a new buffer of exactly `bytes.len()` bytes. The
+    /// caller stays responsible for wiping its own copy.
     pub fn copy_from(bytes: &[u8]) -> Self {
-        let buf: Box<[u8]> = bytes.into();
-        let locked = sys::lock_memory(&buf);
-        Self { buf, locked }
+        if bytes.is_empty() {
+            return Self {
+                storage: Storage::Empty,
+            };
+        }
+        let storage = match sys::SecretRegion::new(bytes.len()) {
+            Some(mut region) => {
+                region.as_mut_slice().copy_from_slice(bytes);
+                Storage::Region(region)
+            }
+            None => Storage::Heap(bytes.into()),
+        };
+        Self { storage }
     }
 
-    /// Takes a `Vec`, copies it into an exact-size locked buffer and zeroizes
-    /// the `Vec` (including its spare capacity).
+    /// Takes a `Vec`, copies it into an exact-size buffer and zeroizes the
+    /// `Vec` (including its spare capacity).
     pub fn from_vec(mut v: Vec<u8>) -> Self {
         let out = Self::copy_from(&v);
         v.zeroize();
@@ -47,49 +62,62 @@ impl SecretBytes {
 
     /// The plaintext. Every call site is a place where a secret is used.
     pub fn expose(&self) -> &[u8] {
-        &self.buf
+        match &self.storage {
+            Storage::Empty => &[],
+            Storage::Region(r) => r.as_slice(),
+            Storage::Heap(b) => b,
+        }
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.expose().len()
     }
 
     /// True when the buffer holds no bytes.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.len() == 0
     }
 
-    /// Whether `mlock(2)` succeeded for this buffer.
+    /// Whether the bytes are mlocked.
     pub fn is_locked(&self) -> bool {
-        self.locked
+        matches!(&self.storage, Storage::Region(r) if r.is_locked())
     }
 }
 
 impl Clone for SecretBytes {
     fn clone(&self) -> Self {
-        Self::copy_from(&self.buf)
+        Self::copy_from(self.expose())
     }
 }
 
 impl PartialEq for SecretBytes {
     fn eq(&self, other: &Self) -> bool {
         // Not constant time: used for change detection, not authentication.
-        self.buf == other.buf
+        self.expose() == other.expose()
     }
 }
 
 impl Eq for SecretBytes {}
 
+impl AsRef<[u8]> for SecretBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.expose()
+    }
+}
+
 impl Drop for SecretBytes {
     fn drop(&mut self) {
-        self.buf.zeroize();
+        // A region wipes itself when it is unmapped.
+        if let Storage::Heap(b) = &mut self.storage {
+            b.zeroize();
+        }
     }
 }
 
 impl fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretBytes([REDACTED], len={})", self.buf.len())
+        write!(f, "SecretBytes([REDACTED], len={})", self.len())
     }
 }
 
