@@ -329,6 +329,7 @@ impl Inner {
             pod_uid: plan.params.pod.uid.clone(),
             vault: plan.params.keyvault_name.clone(),
             payload_dir: outcome.new_dir,
+            backend: Backend::Tmpfs,
         };
         if let Err(e) = self.registry.insert(record) {
             // The volume is complete and usable; only the restart index is stale.

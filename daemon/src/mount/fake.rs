@@ -17,6 +17,8 @@ use super::{MountError, MountState, Mounter};
 pub enum MountCall {
     /// `mount_tmpfs(target, size)`
     MountTmpfs(String, u64),
+    /// `bind_mount_readonly(source, target)`
+    BindReadonly(String, String),
     /// `unmount(target, lazy)`
     Unmount(String, bool),
 }
@@ -116,6 +118,23 @@ impl Mounter for FakeMounter {
             .entry(target.to_path_buf())
             .or_default()
             .push(MountState::Tmpfs);
+        Ok(())
+    }
+
+    fn bind_mount_readonly(&self, source: &Path, target: &Path) -> Result<(), MountError> {
+        let mut inner = self.lock();
+        inner.calls.push(MountCall::BindReadonly(
+            source.display().to_string(),
+            target.display().to_string(),
+        ));
+        if let Some(errno) = inner.fail_mount.take() {
+            return Err(fake_err("bind mount", target, errno));
+        }
+        inner
+            .mounts
+            .entry(target.to_path_buf())
+            .or_default()
+            .push(MountState::Fuse);
         Ok(())
     }
 

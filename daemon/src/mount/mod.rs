@@ -74,6 +74,14 @@ pub trait Mounter: Send + Sync + std::fmt::Debug {
     /// [`MountError::Io`].
     fn mount_tmpfs(&self, target: &Path, size_bytes: u64) -> Result<(), MountError>;
 
+    /// Bind-mounts the directory `source` onto `target`, then remounts the
+    /// bind read-only with `nosuid,nodev,noexec` (the FUSE backend's volume
+    /// subdirectory onto a pod's target path).
+    ///
+    /// # Errors
+    /// [`MountError::Io`]; on a failed remount the bind is undone.
+    fn bind_mount_readonly(&self, source: &Path, target: &Path) -> Result<(), MountError>;
+
     /// Unmounts `target` (`MNT_DETACH` when `lazy`).
     ///
     /// # Errors

@@ -50,6 +50,36 @@ impl Mounter for SysMounter {
         .map_err(|e| io_err("mount tmpfs", target, e))
     }
 
+    fn bind_mount_readonly(&self, source: &Path, target: &Path) -> Result<(), MountError> {
+        match lstat(target) {
+            Ok(st) if kind_of(&st) == Kind::Dir => {}
+            Ok(st) if kind_of(&st) == Kind::Symlink => {
+                return Err(io_err("bind mount", target, Errno::ELOOP));
+            }
+            Ok(_) => return Err(io_err("bind mount", target, Errno::ENOTDIR)),
+            Err(e) => return Err(io_err("bind mount", target, e)),
+        }
+        mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| io_err("bind mount", target, e))?;
+        let ro = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        if let Err(e) = mount(None::<&str>, target, None::<&str>, ro, None::<&str>) {
+            let _ = umount2(target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+            return Err(io_err("remount bind read-only", target, e));
+        }
+        Ok(())
+    }
+
     fn unmount(&self, target: &Path, lazy: bool) -> Result<(), MountError> {
         let mut flags = MntFlags::UMOUNT_NOFOLLOW;
         if lazy {

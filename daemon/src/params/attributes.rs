@@ -176,9 +176,13 @@ impl Cloud {
 }
 
 /// Delivery backend (`vaultlet.dev/backend`, or `--backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// A tmpfs mounted at target_path.
+    #[default]
     Tmpfs,
     /// A bind of the namespace's FUSE in-memory filesystem.
     Fuse,

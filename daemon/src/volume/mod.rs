@@ -48,6 +48,10 @@ pub struct PublishedVolume {
     pub vault: String,
     /// Payload dir currently behind `..data`.
     pub payload_dir: String,
+    /// How the volume is delivered (indexes written before the FUSE backend
+    /// existed read as tmpfs).
+    #[serde(default)]
+    pub backend: crate::params::Backend,
 }
 
 /// Fingerprint of a publish request: volume_id, the encoded
@@ -262,6 +266,7 @@ mod tests {
             pod_uid: "u".into(),
             vault: "kv1".into(),
             payload_dir: "..x".into(),
+            backend: crate::params::Backend::Tmpfs,
         };
         reg.insert(v.clone()).expect("insert");
         let raw = std::fs::read_to_string(dir.path().join(INDEX_FILE)).expect("index");
