@@ -14,8 +14,17 @@ use crate::params::{Backend, parse_size};
 pub enum BackendArg {
     /// A tmpfs per volume.
     Tmpfs,
-    /// A per-namespace FUSE in-memory filesystem (not in this build yet).
+    /// A per-namespace FUSE in-memory filesystem, bind-mounted per volume.
     Fuse,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Backend {
+        match b {
+            BackendArg::Tmpfs => Backend::Tmpfs,
+            BackendArg::Fuse => Backend::Fuse,
+        }
+    }
 }
 
 /// Log output format.
@@ -246,10 +255,7 @@ impl TryFrom<ServeArgs> for Config {
             driver_name: a.driver_name,
             kubelet_root: a.kubelet_root,
             state_dir: a.state_dir,
-            backend: match a.backend {
-                BackendArg::Tmpfs => Backend::Tmpfs,
-                BackendArg::Fuse => Backend::Fuse,
-            },
+            backend: a.backend.into(),
             tmpfs_size,
             keyvault_dns_suffix,
             authority_host,

@@ -28,7 +28,11 @@ enum Command {
     /// Run the whole job locally: a Key Vault emulator, the daemon on a temp
     /// socket, and a simulated kubelet publishing and unpublishing one pod.
     #[cfg(feature = "demo")]
-    Demo,
+    Demo {
+        /// Delivery backend for the demo volume.
+        #[arg(long, value_enum, default_value = "tmpfs")]
+        backend: vaultlet::config::BackendArg,
+    },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -73,9 +77,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         #[cfg(feature = "demo")]
-        Command::Demo => {
+        Command::Demo { backend } => {
             init_tracing(LogFormat::Text);
-            vaultlet::demo::run()
+            vaultlet::demo::run(backend.into())
         }
     };
     if let Err(e) = hardened {

@@ -16,6 +16,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::csi::{ControllerService, IdentityService, NodeService};
 use crate::keyvault::{KeyVault, TransportError};
+use crate::mount::fuse::FuseBackend;
 use crate::mount::{Mounter, SysMounter};
 use crate::telemetry::Metrics;
 use crate::volume::{Registry, VolumeError};
@@ -156,7 +157,15 @@ pub async fn serve_with(
     }
 
     let (listener, socket_inode) = bind_socket(&config.socket_path)?;
-    let node = NodeService::new(config.clone(), keyvault, registry, mounter, metrics.clone());
+    let fuse = Arc::new(FuseBackend::new(&config.state_dir, mounter.as_ref()));
+    let node = NodeService::new(
+        config.clone(),
+        keyvault,
+        registry,
+        mounter,
+        fuse,
+        metrics.clone(),
+    );
     metrics.set_ready(true);
     info!(
         socket = %config.socket_path.display(),

@@ -2350,3 +2350,75 @@ async fn c31_many_large_objects_mount_or_fail_naming_the_size_limit() {
     assert_nothing_at(&env.kubelet.target_path(&pod.uid, "small"));
     env.stop().await;
 }
+
+// ---- Review findings ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_with_every_version_disabled_is_failed_precondition_naming_the_object() {
+    if !privileged_or_skip(
+        "history_with_every_version_disabled_is_failed_precondition_naming_the_object",
+    ) {
+        return;
+    }
+    let (mut env, pod) = setup("uid-hist-all-off").await;
+    for i in 0..3 {
+        env.secret_spec(
+            VAULT,
+            "s-alloff",
+            SecretSpec {
+                enabled: false,
+                ..SecretSpec::new(format!("alloff-value-{i}-0123456789"))
+            },
+        );
+    }
+    env.secret(VAULT, "s2", "alloff-other-0123456789");
+    let items = [
+        item("s-alloff", "secret", &[("objectVersionHistory", "3")]),
+        item("s2", "secret", &[]),
+    ];
+    let err = publish_with(&mut env, &pod, "vol", &refs(&items), None)
+        .await
+        .expect_err("no enabled version");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("s-alloff"), "{}", err.message());
+    assert_nothing_at(&env.kubelet.target_path(&pod.uid, "vol"));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pem_secret_with_blocks_that_cannot_be_normalised_is_written_as_stored() {
+    if !privileged_or_skip("pem_secret_with_blocks_that_cannot_be_normalised_is_written_as_stored")
+    {
+        return;
+    }
+    let (mut env, pod) = setup("uid-pem-asis").await;
+    let ck = rcgen::generate_simple_self_signed(vec!["asis.example".to_string()]).expect("cert");
+    // An unknown block whose label is part of the (secret) value.
+    let value = format!(
+        "{}{}-----BEGIN CANARYLABEL7f3a9-----\nAAAA\n-----END CANARYLABEL7f3a9-----\n",
+        ck.signing_key.serialize_pem(),
+        ck.cert.pem()
+    );
+    env.secret_spec(
+        VAULT,
+        "pem-asis",
+        SecretSpec {
+            content_type: Some(PEM_FILE.into()),
+            ..SecretSpec::new(value.clone())
+        },
+    );
+    let items = [item("pem-asis", "secret", &[])];
+    let target = publish_with(&mut env, &pod, "vol", &refs(&items), None)
+        .await
+        .expect("written as stored");
+    assert_eq!(read(&target.join("pem-asis")), value.as_bytes());
+    assert!(
+        !vaultlet_tests::logs().text().contains("CANARYLABEL7f3a9"),
+        "a label from the value reached the logs"
+    );
+    env.kubelet
+        .unpublish(&pod.uid, "vol")
+        .await
+        .expect("unpublish");
+    env.stop().await;
+}

@@ -284,7 +284,12 @@ async fn denied_identity_is_permission_denied_naming_the_vault() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fuse_backend_is_failed_precondition_until_it_lands() {
+async fn fuse_backend_serves_the_volume_and_the_last_unpublish_removes_the_namespace_mount() {
+    if !privileged_or_skip(
+        "fuse_backend_serves_the_volume_and_the_last_unpublish_removes_the_namespace_mount",
+    ) {
+        return;
+    }
     let mut env = Env::start().await;
     env.vault(VAULT, &[CLIENT]);
     env.secret(VAULT, "s1", "fuse-value-0123456789");
@@ -292,19 +297,53 @@ async fn fuse_backend_is_failed_precondition_until_it_lands() {
     let mut a = attrs(
         VAULT,
         Some(CLIENT),
-        &objects(&["objectName: s1\nobjectType: secret"]),
+        &objects(&[
+            "objectName: s1\nobjectType: secret\nfilePermission: \"0440\"",
+            "objectName: s1\nobjectType: secret\nobjectAlias: nested/copy",
+        ]),
     );
     a.insert("vaultlet.dev/backend".into(), "fuse".into());
-    let err = env
+    let target = env
         .kubelet
         .publish(&pod, "secrets", &a, &HashMap::new())
         .await
-        .expect_err("fuse");
-    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("fuse"), "{}", err.message());
-    assert!(err.message().contains("not supported"), "{}", err.message());
-    assert_nothing_at(&env.kubelet.target_path(&pod.uid, "secrets"));
-    assert_eq!(network(&env), (0, 0), "fetched before refusing");
+        .expect("fuse publish");
+    let st = nix::sys::statfs::statfs(&target).expect("statfs");
+    assert_eq!(st.filesystem_type(), nix::sys::statfs::FUSE_SUPER_MAGIC);
+    assert_eq!(
+        std::fs::read(target.join("s1")).expect("read"),
+        b"fuse-value-0123456789"
+    );
+    assert_eq!(
+        std::fs::read(target.join("nested/copy")).expect("read"),
+        b"fuse-value-0123456789"
+    );
+    assert_eq!(mode(&target.join("s1")), 0o440);
+    let data = std::fs::read_link(target.join("..data")).expect("..data link");
+    assert!(data.to_string_lossy().starts_with(".."), "{data:?}");
+    let write = std::fs::OpenOptions::new()
+        .write(true)
+        .open(target.join("s1"));
+    assert!(write.is_err(), "fuse volumes are read-only");
+    let ns_mount = env.state_dir.join("fuse/team-a");
+    assert_eq!(mounts_at(&ns_mount).len(), 1, "one namespace mount");
+
+    // The same publish again: OK, still one bind at the target.
+    env.kubelet
+        .publish(&pod, "secrets", &a, &HashMap::new())
+        .await
+        .expect("republish");
+    assert_eq!(mounts_at(&target).len(), 1);
+
+    env.kubelet
+        .unpublish(&pod.uid, "secrets")
+        .await
+        .expect("unpublish");
+    assert_nothing_at(&target);
+    assert!(
+        mounts_at(&ns_mount).is_empty(),
+        "namespace mount must go with its last volume"
+    );
     env.stop().await;
 }
 

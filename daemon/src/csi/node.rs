@@ -18,6 +18,7 @@ use super::target::{TargetPath, parse_target};
 use crate::auth::select_identity;
 use crate::config::Config;
 use crate::keyvault::{KeyVault, LAST_CAUSE};
+use crate::mount::fuse::{FUSE_DEVICE, FuseBackend};
 use crate::mount::{MountState, Mounter, Teardown, teardown_target, write_payload};
 use crate::params::{Backend, VolumeParams, parse_volume_context};
 use crate::telemetry::Metrics;
@@ -35,6 +36,7 @@ struct Inner {
     keyvault: Arc<KeyVault>,
     registry: Arc<Registry>,
     mounter: Arc<dyn Mounter>,
+    fuse: Arc<FuseBackend>,
     metrics: Arc<Metrics>,
 }
 
@@ -47,6 +49,7 @@ struct PublishPlan {
     secrets: HashMap<String, String>,
     volume_context: HashMap<String, String>,
     tmpfs_size: u64,
+    backend: Backend,
 }
 
 impl NodeService {
@@ -56,6 +59,7 @@ impl NodeService {
         keyvault: Arc<KeyVault>,
         registry: Arc<Registry>,
         mounter: Arc<dyn Mounter>,
+        fuse: Arc<FuseBackend>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -64,6 +68,7 @@ impl NodeService {
                 keyvault,
                 registry,
                 mounter,
+                fuse,
                 metrics,
             }),
         }
@@ -126,16 +131,16 @@ impl Inner {
                 "target_path: its pod uid differs from csi.storage.k8s.io/pod.uid".into(),
             ));
         }
-        if params.backend.unwrap_or(self.config.backend) == Backend::Fuse {
-            return Err(CsiError::Params(
-                crate::params::ParamsError::NotInThisBuild {
-                    what: "the fuse backend (vaultlet.dev/backend: fuse or --backend fuse)".into(),
-                },
-            ));
+        let backend = params.backend.unwrap_or(self.config.backend);
+        if backend == Backend::Fuse && !FuseBackend::available() {
+            return Err(CsiError::Precondition(format!(
+                "the fuse backend needs {FUSE_DEVICE}, which this node does not have; use vaultlet.dev/backend: tmpfs"
+            )));
         }
         let fingerprint = fingerprint(&volume_id, &cap, req.readonly, &req.volume_context);
         Ok(PublishPlan {
             tmpfs_size: params.tmpfs_size.unwrap_or(self.config.tmpfs_size),
+            backend,
             target,
             volume_id,
             fingerprint,
@@ -193,7 +198,11 @@ impl Inner {
                     target: target.display().to_string(),
                 });
             }
-            if self.mounter.mount_state(&target)? == MountState::Tmpfs {
+            let expected = match existing.backend {
+                Backend::Tmpfs => MountState::Tmpfs,
+                Backend::Fuse => MountState::Fuse,
+            };
+            if self.mounter.mount_state(&target)? == expected {
                 // Same volume, still mounted: OK without a second mount. The
                 // newest credential is installed for later refreshes; if none
                 // can be chosen the old files stay and the call is still OK
@@ -256,6 +265,9 @@ impl Inner {
                 "the parent of target_path {} does not exist (kubelet creates it)",
                 target.display()
             )));
+        }
+        if plan.backend == Backend::Fuse {
+            return self.publish_fuse(plan, payload).await;
         }
         // What is at the target decides between a fresh mount and adopting a
         // vaultlet tmpfs whose index entry was lost (a restart with an empty
@@ -340,6 +352,61 @@ impl Inner {
         Ok(())
     }
 
+    /// The FUSE half of a publish: the namespace tree gets the volume's
+    /// files, and its subdirectory is bind-mounted onto the target.
+    async fn publish_fuse(
+        &self,
+        plan: PublishPlan,
+        payload: crate::mount::Payload,
+    ) -> Result<(), CsiError> {
+        let target = plan.target.path.clone();
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
+                return Err(CsiError::Precondition(format!(
+                    "target {} exists and is not a directory",
+                    target.display()
+                )));
+            }
+            Ok(_) if self.mounter.mount_state(&target)? != MountState::NotMounted => {
+                return Err(CsiError::Precondition(format!(
+                    "target {} already has a filesystem mounted",
+                    target.display()
+                )));
+            }
+            _ => {}
+        }
+        let namespace = plan.params.pod.namespace.clone();
+        let fuse = self.fuse.clone();
+        let mounter = self.mounter.clone();
+        let volume_id = plan.volume_id.clone();
+        let t = target.clone();
+        let payload_dir = tokio::task::spawn_blocking(move || {
+            fuse.publish(mounter.as_ref(), &namespace, &volume_id, payload, &t, true)
+        })
+        .await
+        .map_err(|e| CsiError::Internal(format!("fuse publish task failed: {e}")))??;
+        let record = PublishedVolume {
+            volume_id: plan.volume_id,
+            target_path: target,
+            fingerprint: plan.fingerprint,
+            namespace: plan.params.pod.namespace.clone(),
+            pod_uid: plan.params.pod.uid.clone(),
+            vault: plan.params.keyvault_name.clone(),
+            payload_dir,
+            backend: Backend::Fuse,
+        };
+        if let Err(e) = self.registry.insert(record) {
+            warn!(error = %e, "could not persist the volume index");
+        }
+        self.metrics.published.set(self.registry.len() as i64);
+        info!(
+            objects = plan.params.objects.len(),
+            backend = "fuse",
+            "published"
+        );
+        Ok(())
+    }
+
     async fn unpublish_locked(&self, target: TargetPath) -> Result<(), CsiError> {
         if !self.parent_resolves_inside_root(&target)? {
             // No parent, no target: nothing of ours can be there.
@@ -348,7 +415,13 @@ impl Inner {
         }
         let target = target.path;
         let result = teardown_target(self.mounter.as_ref(), &target)?;
-        self.registry.remove(&target)?;
+        if let Some(v) = self.registry.remove(&target)?
+            && v.backend == Backend::Fuse
+        {
+            let fuse = self.fuse.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || fuse.release(&v.namespace, &v.volume_id)).await;
+        }
         self.metrics.published.set(self.registry.len() as i64);
         match result {
             Teardown::Absent => debug!("nothing at target"),

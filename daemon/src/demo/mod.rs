@@ -5,7 +5,7 @@
 //! 2. Starts the daemon on a temp socket with a temp kubelet root.
 //! 3. Plays kubelet for one pod with workload identity: one nested alias,
 //!    one `filePermission: "0400"`.
-//! 4. Prints `fs: tmpfs`, then `MODE SIZE PATH` for every visible file
+//! 4. Prints `fs: tmpfs` (or `fs: fuse` with `--backend fuse`), then `MODE SIZE PATH` for every visible file
 //!    (following links), then unpublishes and says the target is gone.
 //!
 //! Secret values are never printed. Not root? The process first moves into
@@ -71,13 +71,13 @@ fn random_token() -> String {
 ///
 /// # Errors
 /// Any failure, described.
-pub fn run() -> anyhow::Result<()> {
+pub fn run(backend: Backend) -> anyhow::Result<()> {
     ensure_mount_privilege()?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(run_async())
+    rt.block_on(run_async(backend))
 }
 
-async fn run_async() -> anyhow::Result<()> {
+async fn run_async(backend: Backend) -> anyhow::Result<()> {
     let work = tempfile::Builder::new()
         .prefix("vaultlet-demo-")
         .tempdir()
@@ -121,7 +121,7 @@ async fn run_async() -> anyhow::Result<()> {
         driver_name: "csi.vaultlet.dev".into(),
         kubelet_root: root.clone(),
         state_dir: work.path().join("state"),
-        backend: Backend::Tmpfs,
+        backend,
         tmpfs_size: 1 << 20,
         keyvault_dns_suffix: Some(emulator.dns_suffix()),
         authority_host: Some(emulator.authority_host()),
@@ -216,8 +216,12 @@ async fn run_async() -> anyhow::Result<()> {
         .context("daemon task")?
         .context("daemon failed")?;
     emulator.shutdown().await;
-    if fs != "tmpfs" {
-        bail!("expected a tmpfs at the target, found {fs}");
+    let expected = match backend {
+        Backend::Tmpfs => "tmpfs",
+        Backend::Fuse => "fuse",
+    };
+    if fs != expected {
+        bail!("expected {expected} at the target, found {fs}");
     }
     Ok(())
 }
@@ -235,10 +239,13 @@ async fn wait_for_socket(socket: &Path) -> anyhow::Result<()> {
 fn fs_type(path: &Path) -> anyhow::Result<&'static str> {
     let st =
         nix::sys::statfs::statfs(path).with_context(|| format!("statfs {}", path.display()))?;
-    Ok(if st.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC {
+    let t = st.filesystem_type();
+    Ok(if t == nix::sys::statfs::TMPFS_MAGIC {
         "tmpfs"
+    } else if t == nix::sys::statfs::FUSE_SUPER_MAGIC {
+        "fuse"
     } else {
-        "not-tmpfs"
+        "other"
     })
 }
 

@@ -181,7 +181,15 @@ async fn fetch_object(
         let content = match spec.object_type {
             ObjectType::Secret => {
                 let (value, content_type) = get_secret(clients, &ctx, version).await?;
-                render_secret(&ctx, value, content_type.as_deref())?
+                // PKCS#12 key stretching and conversions are CPU-bound: keep
+                // them off the async workers where the runtime allows it.
+                let render = || render_secret(&ctx, value, content_type.as_deref());
+                match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                        tokio::task::block_in_place(render)?
+                    }
+                    _ => render()?,
+                }
             }
             ObjectType::Key => get_key_pem(clients, &ctx, version).await?,
             ObjectType::Cert => get_cert_pem(clients, &ctx, version).await?,
@@ -310,13 +318,19 @@ async fn history_versions(
             pos
         }
     };
-    Ok(all
+    let versions: Vec<String> = all
         .into_iter()
         .skip(start)
         .filter(|(_, _, enabled)| *enabled)
         .take(spec.version_history as usize)
         .map(|(_, v, _)| v)
-        .collect())
+        .collect();
+    if versions.is_empty() {
+        // Every version is disabled: like a disabled current version, not
+        // a silently missing file.
+        return Err(ctx.err(FetchErrorKind::Service(Cause::Disabled)));
+    }
+    Ok(versions)
 }
 
 async fn get_secret(
@@ -487,18 +501,30 @@ fn render_secret(
                 .ok_or_else(|| ctx.convert(ConvertError::NotPkcs12))?;
             pfx_to_pem(der.expose(), "").map_err(|e| ctx.convert(e))
         }
-        ObjectFormat::Pem if is_pem => {
-            match pem_bundle_normalise(value.expose()).map_err(|e| ctx.convert(e))? {
-                Some(normalised) => {
-                    if encoding != ObjectEncoding::Utf8 {
-                        return Err(ctx.usage(ENCODING_ON_CERT));
-                    }
-                    Ok(normalised)
+        ObjectFormat::Pem if is_pem => match pem_bundle_normalise(value.expose()) {
+            Ok(Some(normalised)) => {
+                if encoding != ObjectEncoding::Utf8 {
+                    return Err(ctx.usage(ENCODING_ON_CERT));
                 }
-                // A PEM secret without a certificate is written as is.
-                None => decode_encoding(ctx, value),
+                Ok(normalised)
             }
-        }
+            // A PEM secret without a certificate is written as is.
+            Ok(None) => decode_encoding(ctx, value),
+            // Blocks we cannot normalise (CRLs, encrypted keys, unusual key
+            // forms): written as stored, as the Azure provider does.
+            Err(e) => {
+                if encoding != ObjectEncoding::Utf8 {
+                    return Err(ctx.usage(ENCODING_ON_CERT));
+                }
+                tracing::warn!(
+                    object_index = ctx.spec.index,
+                    object = %ctx.spec.name,
+                    reason = %e,
+                    "PEM secret written as stored: it cannot be normalised"
+                );
+                Ok(value)
+            }
+        },
         ObjectFormat::Pem => decode_encoding(ctx, value),
     }
 }

@@ -338,7 +338,7 @@ fn create_payload_dir(
 }
 
 /// `..%Y_%m_%d_%H_%M_%S.%9N` of `t` (UTC).
-fn payload_dir_name(t: OffsetDateTime) -> Result<String, time::error::Format> {
+pub(crate) fn payload_dir_name(t: OffsetDateTime) -> Result<String, time::error::Format> {
     t.format(format_description!(
         "..[year]_[month]_[day]_[hour]_[minute]_[second].[subsecond digits:9]"
     ))

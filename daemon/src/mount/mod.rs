@@ -5,6 +5,7 @@
 
 mod atomic_writer;
 mod fake;
+pub mod fuse;
 pub mod sys;
 mod teardown;
 mod tmpfs;

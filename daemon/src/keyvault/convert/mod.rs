@@ -112,7 +112,8 @@ pub enum ConvertError {
     /// A PEM block that is neither a certificate nor a private key.
     #[error("unsupported PEM block {label:?} at position {position}")]
     UnsupportedPemBlock {
-        /// The block's label (at most 32 characters of it).
+        /// The block's label when it is a well-known one, else
+        /// `<unrecognised label>` (a label is part of the stored value).
         label: String,
         /// 0-based block index.
         position: usize,
@@ -266,8 +267,27 @@ impl Bundle {
                 label if key::is_private_key(label) => key_blocks.push((position, block)),
                 "EC PARAMETERS" => {}
                 label => {
+                    // The label comes from the stored value: only well-known
+                    // labels are named, anything else could be secret text.
+                    const KNOWN: &[&str] = &[
+                        "X509 CRL",
+                        "TRUSTED CERTIFICATE",
+                        "CERTIFICATE REQUEST",
+                        "NEW CERTIFICATE REQUEST",
+                        "PUBLIC KEY",
+                        "RSA PUBLIC KEY",
+                        "DH PARAMETERS",
+                        "PKCS7",
+                        "CMS",
+                        "ATTRIBUTE CERTIFICATE",
+                    ];
+                    let shown = if KNOWN.contains(&label) {
+                        label
+                    } else {
+                        "<unrecognised label>"
+                    };
                     return Err(ConvertError::UnsupportedPemBlock {
-                        label: label.chars().take(32).collect(),
+                        label: shown.to_string(),
                         position,
                     });
                 }
