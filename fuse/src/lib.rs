@@ -66,11 +66,16 @@
 //!   count of that inode and FORGET subtracts; an inode may be asked about
 //!   (GETATTR, OPEN) until its count is zero. Unlinked nodes therefore stay
 //!   in the inode table until FORGET, inode numbers are never reused in a
-//!   tree's lifetime, and the generation is 0. With zero TTLs the kernel
-//!   drops an unused dentry at once, which evicts the inode and sends
-//!   FORGET; after removals the tree also sends `FUSE_NOTIFY_INVAL_ENTRY`
-//!   (from the caller's thread, with no lock held, since the kernel takes
-//!   the parent directory's lock to process it).
+//!   tree's lifetime, and the generation is 0. The kernel keeps an unused
+//!   zero-TTL dentry cached (only virtiofs deletes expired dentries on last
+//!   use), and a cached dentry pins its inode, so FORGET would otherwise
+//!   wait for memory pressure: after every removal the tree sends
+//!   `FUSE_NOTIFY_DELETE` (falling back to `FUSE_NOTIFY_INVAL_ENTRY`) for
+//!   each removed name the kernel holds a lookup on, deepest first. The
+//!   kernel then frees each dentry when nothing uses it any more, evicts
+//!   the inode and sends FORGET. Notices are sent from the caller's thread
+//!   with no lock held, since the kernel takes the parent directory's lock
+//!   to process them.
 //! - **Consistent readers.** A swap builds the whole new payload dir and
 //!   repoints `..data` under one lock, so a path walk sees the old or the
 //!   new payload. The old payload dir stays until
@@ -101,13 +106,24 @@
 //! - **mmap.** The kernel refuses `mmap(MAP_SHARED)` of a direct-I/O file
 //!   with ENODEV, because `FUSE_DIRECT_IO_ALLOW_MMAP` is never negotiated.
 //!   `mmap(MAP_PRIVATE)` succeeds and is served **through the page cache**:
-//!   the pages it faults in are copies of the content in kernel memory,
-//!   which stay cached until the inode is evicted (the last mapping and
-//!   descriptor are gone and the dentry is dropped) and are then freed
-//!   without being zeroed unless the kernel runs with `init_on_free=1`.
-//!   Consumers that need the no-page-cache guarantee must `read(2)`.
-//! - Copies the kernel makes while a `read(2)` is in flight (the request
-//!   pipe) and the reader's own buffers are outside this crate's reach.
+//!   the pages it faults in are copies of the content in kernel memory.
+//!   They can stay cached after `munmap` and `close`, until the kernel
+//!   invalidates that inode's page cache or evicts the inode: for a removed
+//!   file, once nothing uses it (thanks to the removal notice); for a file
+//!   still in the tree, possibly not before memory pressure. Freed pages are not
+//!   zeroed unless the kernel runs with `init_on_free=1`. Consumers that
+//!   need the no-page-cache guarantee must use `read(2)`.
+//! - **No inotify events.** The kernel raises no fsnotify event for
+//!   changes a FUSE server makes (swaps, removals), and FUSE has no notice
+//!   that would. A watcher waiting for `IN_CREATE`/`IN_MOVED_TO` of
+//!   `..data` (what kubelet's tmpfs writer produces) never fires here.
+//!   Watchers that poll (re-`stat` or re-read `..data`) see each swap at
+//!   once.
+//! - What a reader does with the bytes (its own buffers, its copies) is
+//!   outside this crate's reach. Unused dentries of files still in the
+//!   tree stay in the kernel's dcache (names and attributes, no content),
+//!   so their nodes stay in the inode table until memory pressure or
+//!   removal.
 //! - One mount per tree at a time; a tree whose previous session has not
 //!   ended (a detached mount with files still open, or a bind mount
 //!   elsewhere) cannot be mounted again until it does.

@@ -185,7 +185,11 @@ impl<C: AsRef<[u8]> + Send + Sync + 'static> FsTree<C> {
     }
 }
 
-/// A mounted tree. Dropping it unmounts (lazily if the mount is busy).
+/// A mounted tree, served by a background thread.
+///
+/// Dropping it unmounts as [`MountHandle::unmount`] does (so it may wait
+/// up to [`MountOptions::unmount_wait`]), and detaches lazily instead when
+/// the mount is busy.
 #[derive(Debug)]
 pub struct MountHandle {
     mountpoint: PathBuf,

@@ -952,14 +952,16 @@ impl<C: AsRef<[u8]> + Send + Sync + 'static> FsTree<C> {
     /// then tells the kernel about every removed name it may have cached
     /// (best effort; nothing to do when not mounted).
     ///
-    /// `FUSE_NOTIFY_DELETE` unhashes the dentry (so it is freed, and its
-    /// inode FORGOTten, as soon as nothing uses it; without this an unused
-    /// zero-TTL dentry stays cached until memory pressure) and raises
-    /// inotify `IN_DELETE` in the parent. The kernel refuses it for a
-    /// directory that still has cached children, hence deepest first and
-    /// `FUSE_NOTIFY_INVAL_ENTRY` as the fallback. Never called with a lock
-    /// held or from a FUSE request thread: the kernel takes the parent
-    /// directory's lock to process a notice.
+    /// `FUSE_NOTIFY_DELETE` unhashes the dentry, so it is freed and its
+    /// inode FORGOTten as soon as nothing uses it (an unused zero-TTL
+    /// dentry is otherwise kept until memory pressure: the kernel deletes
+    /// expired dentries on last use only for virtiofs), and sets the
+    /// kernel inode's nlink to 0. The kernel refuses it for a directory
+    /// that still has cached children, hence deepest first, and
+    /// `FUSE_NOTIFY_INVAL_ENTRY` as the fallback. Neither raises an
+    /// inotify event. Never called with a lock held or from a FUSE request
+    /// thread: the kernel takes the parent directory's lock to process a
+    /// notice.
     fn finish(&self, g: Garbage<C>) {
         drop(g.drops);
         if g.removed.is_empty() {

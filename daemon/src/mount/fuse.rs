@@ -116,7 +116,13 @@ impl FuseBackend {
             std::fs::create_dir_all(&dir).map_err(|e| io("mkdir", &dir, e))?;
             let tree = FsTree::new();
             let handle = tree
-                .mount(&dir, &MountOptions::default())
+                .mount(
+                    &dir,
+                    &MountOptions {
+                        unmount_wait: std::time::Duration::from_secs(1),
+                        ..MountOptions::default()
+                    },
+                )
                 .map_err(|e| io("mount fuse", &dir, e))?;
             namespaces.insert(namespace.to_string(), Namespace { tree, handle });
         }
@@ -146,11 +152,10 @@ impl FuseBackend {
                 return Err(io("fuse swap payload", target, e));
             }
         };
-        if let Some(previous) = outcome.previous {
-            // Readers that opened a file before the swap keep their handle's
-            // reference; the tree lets go of the old bytes now.
-            let _ = ns.tree.remove_payload(volume, &previous);
-        }
+        // The previous payload (if any) stays until the volume is released,
+        // so a reader in the middle of resolving a path never sees ENOENT
+        // (DESIGN §5); `release` drops it with the volume.
+        let _ = outcome.previous;
         if bind {
             let source = self.namespace_dir(namespace).join(volume);
             let made_dir = match std::fs::create_dir(target) {
@@ -188,6 +193,10 @@ impl FuseBackend {
     }
 
     fn release_if_empty(&self, namespace: &str) {
+        // Unmounting under the lock keeps a concurrent first publish of the
+        // same namespace from mounting over a mount being torn down. The
+        // bind at the target is already gone, so the session ends at once;
+        // `unmount_wait` bounds the rare case where it does not.
         let mut namespaces = self.namespaces.lock().unwrap_or_else(|p| p.into_inner());
         let empty = namespaces
             .get(namespace)
