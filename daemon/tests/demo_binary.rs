@@ -6,11 +6,16 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
 fn check_demo_output(out: &Output) {
+    check_demo_output_fs(out, "tmpfs");
+}
+
+fn check_demo_output_fs(out: &Output, fs: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed: {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.first(), Some(&"fs: tmpfs"), "{stdout}");
+    let first = format!("fs: {fs}");
+    assert_eq!(lines.first().copied(), Some(first.as_str()), "{stdout}");
     assert!(lines.contains(&"0400 62 db-password"), "{stdout}");
     assert!(lines.contains(&"0644 62 api-key"), "{stdout}");
     assert!(lines.contains(&"0644 36 config/app.toml"), "{stdout}");
@@ -64,4 +69,16 @@ fn demo_runs_unprivileged_in_a_user_namespace() {
     }
     assert!(stderr.contains("new user + mount namespace"), "{stderr}");
     check_demo_output(&out);
+}
+
+#[test]
+fn demo_with_the_fuse_backend_serves_the_same_files() {
+    if !vaultlet::mount::privileged_or_skip("demo_with_the_fuse_backend_serves_the_same_files") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_vaultlet"))
+        .args(["demo", "--backend", "fuse"])
+        .output()
+        .expect("run demo");
+    check_demo_output_fs(&out, "fuse");
 }
