@@ -156,8 +156,10 @@ pub async fn serve_with(
         info!(addr = %local, "metrics endpoint listening");
     }
 
-    let (listener, socket_inode) = bind_socket(&config.socket_path)?;
+    // Stale namespace FUSE mounts of a previous process are detached before
+    // the socket serves.
     let fuse = Arc::new(FuseBackend::new(&config.state_dir, mounter.as_ref()));
+    let (listener, socket_inode) = bind_socket(&config.socket_path)?;
     let node = NodeService::new(
         config.clone(),
         keyvault,

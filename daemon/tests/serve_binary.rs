@@ -241,3 +241,96 @@ fn a_live_socket_is_not_taken_over() {
     assert!(status.success());
     assert!(!socket.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_fuse_volumes_are_unpublished_and_stale_namespace_mounts_removed() {
+    if !privileged_or_skip(
+        "after_a_crash_fuse_volumes_are_unpublished_and_stale_namespace_mounts_removed",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("tls")).expect("tls dir");
+    let emulator = Emulator::start(EmulatorConfig {
+        tls_dir: Some(dir.path().join("tls")),
+        ..Default::default()
+    })
+    .await
+    .expect("emulator");
+    let token = "sa-token-fuse-crash-canary".to_string();
+    emulator.state().add_client(ClientSpec {
+        client_id: "c1".into(),
+        tenant_id: None,
+        secret: None,
+        federated_tokens: vec![token.clone()],
+    });
+    emulator.state().add_vault("kv-bin", vec!["c1".into()]);
+    emulator
+        .state()
+        .set_secret("kv-bin", "s1", SecretSpec::new("value-fuse"))
+        .expect("seed");
+    let socket = dir.path().join("csi.sock");
+    let root = dir.path().join("kubelet");
+    let mut child = spawn_daemon(dir.path(), &emulator);
+    wait_socket(&socket).await;
+    let mut kubelet = Kubelet::connect(&socket, &root).await.expect("connect");
+    let pod = Pod {
+        name: "p".into(),
+        namespace: "ns-crash".into(),
+        uid: "uid-fuse-crash".into(),
+        service_account: "sa".into(),
+        token: Some(token),
+    };
+    let attrs: HashMap<String, String> = [
+        ("keyvaultName", "kv-bin"),
+        ("tenantId", "t1"),
+        ("clientID", "c1"),
+        ("vaultlet.dev/backend", "fuse"),
+        (
+            "objects",
+            "array:\n  - |\n    objectName: s1\n    objectType: secret\n",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let target = kubelet
+        .publish(&pod, "vol", &attrs, &HashMap::new())
+        .await
+        .expect("publish");
+    assert_eq!(
+        std::fs::read(target.join("s1")).expect("read"),
+        b"value-fuse"
+    );
+    let ns_mount = dir.path().join("state/fuse/ns-crash");
+    assert!(mounted(&ns_mount));
+
+    // Crash: the FUSE server goes away with the process.
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let mut child = spawn_daemon(dir.path(), &emulator);
+    // The dead daemon's socket file is still there: wait until the new one
+    // answers on it.
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "restarted daemon never served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !mounted(&ns_mount),
+        "a restarted daemon detaches stale namespace mounts"
+    );
+    let mut kubelet = Kubelet::connect(&socket, &root).await.expect("connect");
+    kubelet
+        .unpublish(&pod.uid, "vol")
+        .await
+        .expect("unpublish of a FUSE target whose server is gone");
+    assert!(!mounted(&target));
+    assert!(!target.exists());
+    let status = sigterm_and_wait(&mut child);
+    assert!(status.success());
+    emulator.shutdown().await;
+}
