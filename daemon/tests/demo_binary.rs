@@ -82,3 +82,44 @@ fn demo_with_the_fuse_backend_serves_the_same_files() {
         .expect("run demo");
     check_demo_output_fs(&out, "fuse");
 }
+
+#[test]
+fn without_cap_ipc_lock_secrets_still_work_and_the_mlock_failure_is_warned_once() {
+    if !vaultlet::mount::privileged_or_skip(
+        "without_cap_ipc_lock_secrets_still_work_and_the_mlock_failure_is_warned_once",
+    ) {
+        return;
+    }
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("setpriv") || !have("prlimit") {
+        println!("skipped: setpriv/prlimit (util-linux) not installed");
+        return;
+    }
+    // A child with CAP_IPC_LOCK dropped from its bounding set and a zero
+    // RLIMIT_MEMLOCK: every mlock fails.
+    let out = Command::new("prlimit")
+        .arg("--memlock=0:0")
+        .args([
+            "setpriv",
+            "--bounding-set",
+            "-ipc_lock",
+            "--inh-caps",
+            "-ipc_lock",
+        ])
+        .arg(env!("CARGO_BIN_EXE_vaultlet"))
+        .arg("demo")
+        .output()
+        .expect("run demo without CAP_IPC_LOCK");
+    check_demo_output(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("cannot mlock secret buffers").count(),
+        1,
+        "the mlock failure is warned about exactly once: {stderr}"
+    );
+}
