@@ -33,6 +33,9 @@ pub struct Metrics {
     pub calls: Family<CallLabels, Counter>,
     /// `vaultlet_published_volumes`.
     pub published: Gauge,
+    /// `vaultlet_mlock_failures_total`: secret buffers that could not be
+    /// mlocked (mirrors `mount::sys::MLOCK_FAILURES`).
+    pub mlock_failures: Counter,
     ready: AtomicBool,
 }
 
@@ -51,10 +54,17 @@ impl Default for Metrics {
             "Volumes currently published",
             published.clone(),
         );
+        let mlock_failures = Counter::default();
+        registry.register(
+            "mlock_failures",
+            "Secret buffers that could not be mlocked",
+            mlock_failures.clone(),
+        );
         Self {
             registry,
             calls,
             published,
+            mlock_failures,
             ready: AtomicBool::new(false),
         }
     }
@@ -78,6 +88,11 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        let seen = crate::mount::sys::MLOCK_FAILURES.load(Ordering::Relaxed);
+        let counted = self.mlock_failures.get();
+        if seen > counted {
+            self.mlock_failures.inc_by(seen - counted);
+        }
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
