@@ -203,6 +203,9 @@ async fn fetch_object(
     Ok(files)
 }
 
+/// Page size asked of Key Vault when listing versions (its default is 25).
+const PAGE_SIZE: i32 = 25;
+
 /// (created, version id, enabled) of every version of the object, through
 /// all pages.
 async fn list_versions(
@@ -219,79 +222,52 @@ async fn list_versions(
             )
         })
     };
+    // The three SDK clients have the same listing shape with different
+    // types; one macro keeps the three calls identical.
+    macro_rules! list {
+        ($client:expr, $method:ident, $options:ident, $id:ident) => {{
+            let pager = $client
+                .$method(
+                    name,
+                    Some($options {
+                        maxresults: Some(PAGE_SIZE),
+                        ..Default::default()
+                    }),
+                )
+                .map_err(|e| ctx.service(&e))?;
+            let items: Vec<_> = pager.try_collect().await.map_err(|e| ctx.service(&e))?;
+            items
+                .iter()
+                .filter_map(|p| {
+                    let a = p.attributes.as_ref();
+                    row(
+                        p.$id.as_deref(),
+                        a.and_then(|a| a.created),
+                        a.and_then(|a| a.enabled),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }};
+    }
     let rows = match ctx.spec.object_type {
-        ObjectType::Secret => {
-            let pager = clients
-                .secrets
-                .list_secret_properties_versions(
-                    name,
-                    Some(SecretClientListSecretPropertiesVersionsOptions {
-                        maxresults: Some(25),
-                        ..Default::default()
-                    }),
-                )
-                .map_err(|e| ctx.service(&e))?;
-            let items: Vec<_> = pager.try_collect().await.map_err(|e| ctx.service(&e))?;
-            items
-                .iter()
-                .filter_map(|p| {
-                    let a = p.attributes.as_ref();
-                    row(
-                        p.id.as_deref(),
-                        a.and_then(|a| a.created),
-                        a.and_then(|a| a.enabled),
-                    )
-                })
-                .collect()
-        }
-        ObjectType::Key => {
-            let pager = clients
-                .keys
-                .list_key_properties_versions(
-                    name,
-                    Some(KeyClientListKeyPropertiesVersionsOptions {
-                        maxresults: Some(25),
-                        ..Default::default()
-                    }),
-                )
-                .map_err(|e| ctx.service(&e))?;
-            let items: Vec<_> = pager.try_collect().await.map_err(|e| ctx.service(&e))?;
-            items
-                .iter()
-                .filter_map(|p| {
-                    let a = p.attributes.as_ref();
-                    row(
-                        p.kid.as_deref(),
-                        a.and_then(|a| a.created),
-                        a.and_then(|a| a.enabled),
-                    )
-                })
-                .collect()
-        }
-        ObjectType::Cert => {
-            let pager = clients
-                .certificates
-                .list_certificate_properties_versions(
-                    name,
-                    Some(CertificateClientListCertificatePropertiesVersionsOptions {
-                        maxresults: Some(25),
-                        ..Default::default()
-                    }),
-                )
-                .map_err(|e| ctx.service(&e))?;
-            let items: Vec<_> = pager.try_collect().await.map_err(|e| ctx.service(&e))?;
-            items
-                .iter()
-                .filter_map(|p| {
-                    let a = p.attributes.as_ref();
-                    row(
-                        p.id.as_deref(),
-                        a.and_then(|a| a.created),
-                        a.and_then(|a| a.enabled),
-                    )
-                })
-                .collect()
-        }
+        ObjectType::Secret => list!(
+            clients.secrets,
+            list_secret_properties_versions,
+            SecretClientListSecretPropertiesVersionsOptions,
+            id
+        ),
+        ObjectType::Key => list!(
+            clients.keys,
+            list_key_properties_versions,
+            KeyClientListKeyPropertiesVersionsOptions,
+            kid
+        ),
+        ObjectType::Cert => list!(
+            clients.certificates,
+            list_certificate_properties_versions,
+            CertificateClientListCertificatePropertiesVersionsOptions,
+            id
+        ),
     };
     Ok(rows)
 }
