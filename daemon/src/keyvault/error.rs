@@ -135,8 +135,8 @@ fn unavailable(err: &(dyn StdError + 'static), in_credential: bool) -> Cause {
     }
 }
 
-/// Classifies an SDK error. `from_credential` tells whether the failing call
-/// was the token request (then HTTP failures are Entra's).
+/// Classifies an SDK error. A failure wrapped by the credential (the token
+/// request) is Entra ID's; anything else is Key Vault's.
 pub fn classify(err: &azure_core::Error) -> Cause {
     // Walk the chain: credential errors wrap the Entra response or the
     // transport error as their source.

@@ -11,7 +11,6 @@ mod transport;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::policies::{Policy, PolicyResult};
@@ -218,15 +217,11 @@ impl fmt::Debug for VaultClients {
     }
 }
 
-/// How long a fetch may run before it is abandoned with its last cause.
-pub fn publish_deadline(config: &Config) -> Duration {
-    config.publish_timeout
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::params::PodInfo;
+    use std::time::Duration;
 
     fn config(suffix: Option<&str>) -> Config {
         Config {
