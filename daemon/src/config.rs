@@ -111,6 +111,12 @@ pub struct ServeArgs {
     /// Upper bound on one NodePublishVolume, below kubelet's 2 minutes.
     #[arg(long, env = "VAULTLET_PUBLISH_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
     pub publish_timeout: Duration,
+
+    /// How often objects that track the latest version are re-read (each
+    /// with up to 10% jitter); superseded payload dirs are removed one
+    /// interval after their swap.
+    #[arg(long, env = "VAULTLET_ROTATION_POLL_INTERVAL", default_value = "2m", value_parser = parse_duration)]
+    pub rotation_poll_interval: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -172,6 +178,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Bound on one publish.
     pub publish_timeout: Duration,
+    /// Re-read interval of objects that track the latest version.
+    pub rotation_poll_interval: Duration,
 }
 
 /// CSI plugin name rule (CSI spec, GetPluginInfo): at most 63 characters,
@@ -264,6 +272,7 @@ impl TryFrom<ServeArgs> for Config {
             http_idle_timeout: a.http_idle_timeout,
             log_format: a.log_format,
             publish_timeout: a.publish_timeout,
+            rotation_poll_interval: a.rotation_poll_interval,
         })
     }
 }
@@ -300,6 +309,7 @@ mod tests {
         );
         assert_eq!(c.http_idle_timeout, Duration::from_secs(30));
         assert_eq!(c.publish_timeout, Duration::from_secs(90));
+        assert_eq!(c.rotation_poll_interval, Duration::from_secs(120));
         assert_eq!(c.backend, Backend::Tmpfs);
     }
 

@@ -168,6 +168,7 @@ pub async fn serve_with(
         fuse,
         metrics.clone(),
     );
+    let rotation = tokio::spawn(node.clone().run_rotation());
     metrics.set_ready(true);
     info!(
         socket = %config.socket_path.display(),
@@ -185,6 +186,7 @@ pub async fn serve_with(
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     metrics.set_ready(false);
+    rotation.abort();
     let _ = stop_tx.send(true);
     remove_own_socket(&config.socket_path, socket_inode);
     info!("stopped; published volumes stay mounted");

@@ -3,8 +3,9 @@
 //! unique 32-byte marker values and some markers shared within a namespace.
 //! After half are unpublished and the HTTP idle timeout has passed, the
 //! daemon's memory (every readable region of `/proc/<pid>/maps`, read through
-//! `/proc/<pid>/mem`) must still hold the markers of fuse-held objects and
-//! must hold no copy of a marker whose last volume left. After the rest are
+//! `/proc/<pid>/mem`) must hold exactly one copy of each marker a volume
+//! still uses (the store's shared buffer, whatever the number of volumes)
+//! and no copy of a marker whose last volume left. After the rest are
 //! unpublished, no marker may be left at all.
 
 use std::collections::{BTreeMap, HashMap};
@@ -428,14 +429,18 @@ async fn released_secrets_leave_no_copy_in_the_daemon_memory() {
     assert!(fuse_counts.len() >= 20, "{fuse_counts:?}");
     for (i, ((c, h), m)) in counts.iter().zip(&holders).zip(&markers).enumerate() {
         match h {
-            Holder::Fuse => assert!(*c > 0, "marker #{i} is held by a fuse volume but not found"),
+            // One shared, store-owned buffer per (namespace, identity,
+            // object), whatever the number of volumes using it.
+            Holder::Fuse | Holder::TmpfsOnly => assert_eq!(
+                *c, 1,
+                "marker #{i} is held by a volume: exactly one copy expected (the shared buffer)"
+            ),
             Holder::Released => assert_eq!(
                 *c,
                 0,
                 "marker #{i} ({}…) lost its last volume but is still in the daemon's memory",
                 &m[..8]
             ),
-            Holder::TmpfsOnly => {}
         }
     }
 

@@ -183,6 +183,7 @@ pub fn test_config(dir: &Path, emulator: &Emulator) -> Config {
         http_idle_timeout: Duration::from_secs(30),
         log_format: LogFormat::Text,
         publish_timeout: Duration::from_secs(60),
+        rotation_poll_interval: Duration::from_secs(120),
     }
 }
 

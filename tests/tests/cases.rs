@@ -1081,6 +1081,7 @@ async fn c47_key_vault_401_to_a_token_is_unauthenticated_naming_the_vault() {
     }
     let (mut env, pod) = setup("uid-c47-kv401").await;
     env.secret(VAULT, "s1", "c47-value-0123456789");
+    env.secret(VAULT, "s2", "c47-other-0123456789");
     // A first volume makes the daemon hold an access token.
     publish(&mut env, &pod, "first", &objects(&[ONE]))
         .await
@@ -1091,7 +1092,9 @@ async fn c47_key_vault_401_to_a_token_is_unauthenticated_naming_the_vault() {
         &mut env,
         &pod,
         "second",
-        &objects(&["objectName: s1\nobjectType: secret\nobjectAlias: again"]),
+        // Not s1: that one is held by the first volume and shared from the
+        // cache; s2 must be fetched.
+        &objects(&["objectName: s2\nobjectType: secret"]),
     ))
     .await
     .expect_err("Key Vault rejects the token");

@@ -413,7 +413,11 @@ async fn a_reader_during_a_fuse_swap_sees_the_old_or_the_new_content() {
     if !privileged_or_skip("a_reader_during_a_fuse_swap_sees_the_old_or_the_new_content") {
         return;
     }
-    let mut env = Env::start().await;
+    // Rotation drives the swaps.
+    let mut env = Env::start_with(|c| {
+        c.rotation_poll_interval = std::time::Duration::from_millis(300);
+    })
+    .await;
     env.vault(VAULT, &[CLIENT_A]);
     let sz = 6000;
     let versions: Vec<String> = (0..6u8).map(|i| pattern(sz, i * 13 + 1)).collect();
@@ -459,21 +463,21 @@ async fn a_reader_during_a_fuse_swap_sees_the_old_or_the_new_content() {
         })
     };
 
-    // A swap through CSI: kubelet answers a republish of a mounted volume
-    // with OK and no refetch, so the bind at the target is lost first; the
-    // republish then fetches the new version and swaps `..data` inside the
-    // same fuse volume.
+    // Each new version reaches the volume through rotation, which swaps
+    // `..data` inside the same fuse volume (and later drops the old dir).
     let mut swaps = 0;
     for v in versions.iter().skip(1) {
         env.secret(VAULT, "s1", v);
-        nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH).expect("drop the bind");
-        publish(&mut env, &pod, "secrets", &a).await;
-        assert_eq!(
-            std::fs::read(target.join("s1")).expect("read"),
-            v.as_bytes()
-        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::read(target.join("s1")).expect("read") != v.as_bytes() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rotation did not bring version {swaps} within 20 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         swaps += 1;
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     stop.store(true, Ordering::Relaxed);
     let (seen, bad) = reader.join().expect("reader");

@@ -11,8 +11,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
-use azure_core::credentials::TokenCredential;
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use azure_core::http::{ClientMethodOptions, ClientOptions};
 use azure_identity::{
     ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
@@ -120,11 +121,24 @@ pub struct Identity {
     /// The cache key.
     pub key: IdentityKey,
     material: SecretBytes,
+    /// When the kubelet token expires (its `expirationTimestamp`), if known.
+    expires: Option<SystemTime>,
 }
 
 #[derive(Deserialize)]
 struct AudienceToken {
     token: String,
+    #[serde(rename = "expirationTimestamp", default)]
+    expiration: Option<String>,
+}
+
+/// A kubelet-issued service-account token and its expiry.
+#[derive(Debug)]
+pub struct KubeletToken {
+    /// The token.
+    pub token: SecretBytes,
+    /// Its `expirationTimestamp` (RFC 3339), when present and valid.
+    pub expires: Option<SystemTime>,
 }
 
 /// Reads the kubelet token for `audience` from `secrets` first, then from
@@ -136,7 +150,7 @@ pub fn kubelet_token(
     secrets: &HashMap<String, String>,
     volume_context: &HashMap<String, String>,
     audience: &str,
-) -> Result<Option<SecretBytes>, AuthError> {
+) -> Result<Option<KubeletToken>, AuthError> {
     for source in [secrets, volume_context] {
         let Some(raw) = source.get(csi_proto::SERVICE_ACCOUNT_TOKENS_KEY) else {
             continue;
@@ -149,7 +163,14 @@ pub fn kubelet_token(
         if let Some(t) = parsed.remove(audience)
             && !t.token.is_empty()
         {
-            return Ok(Some(SecretBytes::from_string(t.token)));
+            let expires = t
+                .expiration
+                .as_deref()
+                .and_then(|e| humantime::parse_rfc3339_weak(e).ok());
+            return Ok(Some(KubeletToken {
+                token: SecretBytes::from_string(t.token),
+                expires,
+            }));
         }
         // Zeroize tokens of other audiences before dropping them.
         for (_, t) in parsed.drain() {
@@ -189,7 +210,8 @@ pub fn select_identity(
                         service_account: params.pod.service_account_name.clone(),
                         secret_sha256: None,
                     },
-                    material: token,
+                    material: token.token,
+                    expires: token.expires,
                 });
             }
             None => missing.push(format!(
@@ -215,6 +237,7 @@ pub fn select_identity(
                     secret_sha256: Some(digest),
                 },
                 material: SecretBytes::copy_from(secret.as_bytes()),
+                expires: None,
             });
         }
         (Some(_), None) => missing.push("secrets has clientid but no clientsecret".into()),
@@ -229,7 +252,7 @@ pub fn select_identity(
 /// The current kubelet token of a workload identity; replaced on every
 /// publish so refreshes use the newest one.
 #[derive(Clone)]
-struct TokenSlot(Arc<RwLock<SecretBytes>>);
+struct TokenSlot(Arc<RwLock<(SecretBytes, Option<SystemTime>)>>);
 
 impl fmt::Debug for TokenSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -242,7 +265,7 @@ impl ClientAssertion for TokenSlot {
     async fn secret(&self, _: Option<ClientMethodOptions<'_>>) -> azure_core::Result<String> {
         let guard = self.0.read().unwrap_or_else(|p| p.into_inner());
         // The SDK wants a String; it lives only for the token request.
-        String::from_utf8(guard.expose().to_vec()).map_err(|_| {
+        String::from_utf8(guard.0.expose().to_vec()).map_err(|_| {
             azure_core::Error::with_message(
                 azure_core::error::ErrorKind::Credential,
                 "kubelet token is not UTF-8",
@@ -251,8 +274,33 @@ impl ClientAssertion for TokenSlot {
     }
 }
 
+/// Wraps the SDK credential to remember when its Entra token expires, so a
+/// refresh can tell whether it could still authenticate.
+#[derive(Debug)]
+struct Tracked {
+    inner: Arc<dyn TokenCredential>,
+    expires: Mutex<Option<SystemTime>>,
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for Tracked {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let token = self.inner.get_token(scopes, options).await?;
+        *self.expires.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.expires_on.into());
+        Ok(token)
+    }
+}
+
+/// How long before its expiry an Entra token is no longer counted on (the
+/// SDK renews tokens about this long before they expire).
+const ENTRA_RENEW_MARGIN: Duration = Duration::from_secs(300);
+
 struct Entry {
-    credential: Arc<dyn TokenCredential>,
+    credential: Arc<Tracked>,
     slot: Option<TokenSlot>,
 }
 
@@ -287,8 +335,8 @@ impl CredentialCache {
         if let Some(entry) = entries.get(&identity.key) {
             if let Some(slot) = &entry.slot {
                 let mut cur = slot.0.write().unwrap_or_else(|p| p.into_inner());
-                if cur.expose() != identity.material.expose() {
-                    *cur = identity.material.clone();
+                if cur.0.expose() != identity.material.expose() {
+                    *cur = (identity.material.clone(), identity.expires);
                 }
             }
             return Ok(entry.credential.clone());
@@ -300,7 +348,10 @@ impl CredentialCache {
         };
         let entry = match key.kind {
             IdentityKind::WorkloadIdentity => {
-                let slot = TokenSlot(Arc::new(RwLock::new(identity.material.clone())));
+                let slot = TokenSlot(Arc::new(RwLock::new((
+                    identity.material.clone(),
+                    identity.expires,
+                ))));
                 let credential = ClientAssertionCredential::new(
                     key.tenant_id.clone(),
                     key.client_id.clone(),
@@ -311,7 +362,10 @@ impl CredentialCache {
                 )
                 .map_err(err)?;
                 Entry {
-                    credential,
+                    credential: Arc::new(Tracked {
+                        inner: credential,
+                        expires: Mutex::new(None),
+                    }),
                     slot: Some(slot),
                 }
             }
@@ -333,7 +387,10 @@ impl CredentialCache {
                 )
                 .map_err(err)?;
                 Entry {
-                    credential,
+                    credential: Arc::new(Tracked {
+                        inner: credential,
+                        expires: Mutex::new(None),
+                    }),
                     slot: None,
                 }
             }
@@ -341,6 +398,35 @@ impl CredentialCache {
         let credential = entry.credential.clone();
         entries.insert(key.clone(), entry);
         Ok(credential)
+    }
+
+    /// Whether a background refresh for `identity` could authenticate
+    /// without anything new from kubelet: a service principal always can;
+    /// a workload identity while its Entra token is still valid or its
+    /// kubelet token has not expired. The daemon never asks for tokens
+    /// itself (DESIGN §4).
+    pub fn can_refresh(&self, identity: &IdentityKey) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = entries.get(identity) else {
+            return false;
+        };
+        let Some(slot) = &entry.slot else {
+            return true;
+        };
+        let now = SystemTime::now();
+        let entra_valid = entry
+            .credential
+            .expires
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|e| e > now + ENTRA_RENEW_MARGIN);
+        let kubelet_valid = slot
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .is_none_or(|e| e > now);
+        entra_valid || kubelet_valid
     }
 }
 

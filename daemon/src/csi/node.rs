@@ -2,8 +2,9 @@
 //! the rest answer as a node-only, stage-less driver must.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use csi_proto::v1::node_server::Node;
 use csi_proto::v1::volume_capability::AccessType;
@@ -15,12 +16,15 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::status::CsiError;
 use super::target::{TargetPath, parse_target};
-use crate::auth::select_identity;
+use crate::auth::{IdentityKey, select_identity};
 use crate::config::Config;
-use crate::keyvault::{KeyVault, LAST_CAUSE};
+use crate::keyvault::{KeyVault, LAST_CAUSE, VolumeContent, render_volume};
 use crate::mount::fuse::{FUSE_DEVICE, FuseBackend};
-use crate::mount::{MountState, Mounter, Teardown, teardown_target, write_payload};
+use crate::mount::{
+    MountState, Mounter, Payload, Teardown, teardown_target, write_payload, zero_and_remove_payload,
+};
 use crate::params::{Backend, VolumeParams, parse_volume_context};
+use crate::store::{Held, Refresh};
 use crate::telemetry::Metrics;
 use crate::volume::{PublishedVolume, Registry, fingerprint};
 
@@ -38,6 +42,46 @@ struct Inner {
     mounter: Arc<dyn Mounter>,
     fuse: Arc<FuseBackend>,
     metrics: Arc<Metrics>,
+    live: Mutex<HashMap<PathBuf, LiveVolume>>,
+}
+
+/// What the daemon keeps in memory about a volume it published in this run:
+/// enough to refresh it. Holds no secret itself; `leases` keep the volume's
+/// cache entries alive (DESIGN §6).
+#[derive(Debug, Clone)]
+struct LiveVolume {
+    params: VolumeParams,
+    identity: IdentityKey,
+    backend: Backend,
+    volume_id: String,
+    tmpfs_size: u64,
+    leases: Vec<Arc<Held>>,
+    /// The payload dir `..data` points to.
+    payload_dir: String,
+    /// Superseded payload dirs and when they are zeroed and removed.
+    retired: Vec<(String, Instant)>,
+}
+
+/// Why a volume is refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefreshMode {
+    /// The rotation loop: objects due after one interval plus their jitter.
+    Rotation,
+    /// A republish: objects older than one interval.
+    Republish,
+}
+
+/// What one volume refresh did, per object.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshCounts {
+    /// Objects with a new version written.
+    pub updated: u32,
+    /// Objects re-read and unchanged.
+    pub unchanged: u32,
+    /// Objects whose re-read or rewrite failed (old files kept).
+    pub failed: u32,
+    /// Objects not re-read because no usable credential is held.
+    pub skipped: u32,
 }
 
 /// A publish request after the checks that need no I/O.
@@ -70,8 +114,52 @@ impl NodeService {
                 mounter,
                 fuse,
                 metrics,
+                live: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Runs the rotation loop until the task is dropped: every few seconds
+    /// (an eighth of the interval, at least 50 ms) each live volume's
+    /// objects that are due are re-read, changed volumes are rewritten, and
+    /// retired payload dirs are removed.
+    pub async fn run_rotation(self) {
+        let interval = self.inner.config.rotation_poll_interval;
+        let tick = (interval / 8).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(tick).await;
+            let counts = self.rotate_once().await;
+            if counts != RefreshCounts::default() {
+                debug!(?counts, "rotation pass");
+            }
+        }
+    }
+
+    /// One rotation pass over every live volume (see [`Self::run_rotation`]).
+    pub async fn rotate_once(&self) -> RefreshCounts {
+        let targets: Vec<PathBuf> = {
+            let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.keys().cloned().collect()
+        };
+        let mut total = RefreshCounts::default();
+        for target in targets {
+            let inner = self.inner.clone();
+            // In its own task with the volume's lock, like a publish, so the
+            // pass is never left half done.
+            let task = tokio::spawn(async move {
+                let _guard = inner.registry.lock(&target).await;
+                let counts = inner.refresh_locked(&target, RefreshMode::Rotation).await;
+                inner.remove_retired(&target, false);
+                counts
+            });
+            if let Ok(c) = task.await {
+                total.updated += c.updated;
+                total.unchanged += c.unchanged;
+                total.failed += c.failed;
+                total.skipped += c.skipped;
+            }
+        }
+        total
     }
 }
 
@@ -223,7 +311,13 @@ impl Inner {
                         warn!(error = %e, "republish: no usable identity; keeping the volume");
                     }
                 }
-                debug!("already published");
+                // Refresh what is older than one interval; a failure keeps
+                // the old files and the call is OK (DESIGN §7).
+                let refresh = self.refresh_locked(&target, RefreshMode::Republish);
+                match tokio::time::timeout(self.config.publish_timeout, refresh).await {
+                    Ok(counts) => debug!(?counts, "republish refreshed"),
+                    Err(_) => warn!("republish: the refresh ran out of time; keeping the volume"),
+                }
                 return Ok(());
             }
             warn!("published volume lost its mount; publishing again");
@@ -244,7 +338,7 @@ impl Inner {
             cause.clone(),
             self.keyvault.fetch_volume(&plan.params, &identity),
         );
-        let payload = match tokio::time::timeout(timeout, fetch).await {
+        let content = match tokio::time::timeout(timeout, fetch).await {
             Ok(r) => r?,
             Err(_) => {
                 let cause = cause
@@ -266,8 +360,24 @@ impl Inner {
                 target.display()
             )));
         }
+        let VolumeContent { payload, leases } = content;
+        let mut entry = LiveVolume {
+            params: plan.params.clone(),
+            identity: identity.key.clone(),
+            backend: plan.backend,
+            volume_id: plan.volume_id.clone(),
+            tmpfs_size: plan.tmpfs_size,
+            leases,
+            payload_dir: String::new(),
+            retired: Vec::new(),
+        };
         if plan.backend == Backend::Fuse {
-            return self.publish_fuse(plan, payload).await;
+            entry.payload_dir = self.publish_fuse(plan, payload).await?;
+            self.live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(target, entry);
+            return Ok(());
         }
         // What is at the target decides between a fresh mount and adopting a
         // vaultlet tmpfs whose index entry was lost (a restart with an empty
@@ -333,6 +443,17 @@ impl Inner {
             }
         };
         drop(payload);
+        entry.payload_dir = outcome.new_dir.clone();
+        if let Some(old) = outcome.old_dir.clone() {
+            // An adopted volume's previous files: retired like a rotation's.
+            entry
+                .retired
+                .push((old, Instant::now() + self.config.rotation_poll_interval));
+        }
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(target.clone(), entry);
         let record = PublishedVolume {
             volume_id: plan.volume_id,
             target_path: target.clone(),
@@ -354,11 +475,7 @@ impl Inner {
 
     /// The FUSE half of a publish: the namespace tree gets the volume's
     /// files, and its subdirectory is bind-mounted onto the target.
-    async fn publish_fuse(
-        &self,
-        plan: PublishPlan,
-        payload: crate::mount::Payload,
-    ) -> Result<(), CsiError> {
+    async fn publish_fuse(&self, plan: PublishPlan, payload: Payload) -> Result<String, CsiError> {
         let target = plan.target.path.clone();
         match std::fs::symlink_metadata(&target) {
             Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
@@ -392,7 +509,7 @@ impl Inner {
             namespace: plan.params.pod.namespace.clone(),
             pod_uid: plan.params.pod.uid.clone(),
             vault: plan.params.keyvault_name.clone(),
-            payload_dir,
+            payload_dir: payload_dir.clone(),
             backend: Backend::Fuse,
         };
         if let Err(e) = self.registry.insert(record) {
@@ -404,7 +521,164 @@ impl Inner {
             backend = "fuse",
             "published"
         );
-        Ok(())
+        Ok(payload_dir)
+    }
+
+    /// Re-reads the volume's objects that are due (see [`RefreshMode`]) and
+    /// rewrites the volume through the atomic writer when any changed.
+    /// Failures keep the old files. Runs with the target's lock held.
+    async fn refresh_locked(&self, target: &Path, mode: RefreshMode) -> RefreshCounts {
+        let mut counts = RefreshCounts::default();
+        let Some(vol) = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .cloned()
+        else {
+            return counts;
+        };
+        let interval = self.config.rotation_poll_interval;
+        let due: Vec<usize> = vol
+            .leases
+            .iter()
+            .enumerate()
+            .filter(|(_, held)| held.key().tracks_latest())
+            .filter(|(_, held)| {
+                let max_age = match mode {
+                    RefreshMode::Rotation => interval.mul_f64(1.0 + held.jitter()),
+                    RefreshMode::Republish => interval,
+                };
+                held.checked().elapsed() >= max_age
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut leases = vol.leases.clone();
+        if !due.is_empty() && !self.keyvault.can_refresh(&vol.identity) {
+            counts.skipped = due.len() as u32;
+            debug!(
+                objects = due.len(),
+                "refresh skipped: no valid Entra token and the kubelet token has expired"
+            );
+        } else {
+            let cause = Arc::new(Mutex::new(None::<String>));
+            for i in due {
+                let (spec, held) = (&vol.params.objects[i], &vol.leases[i]);
+                let max_age = match mode {
+                    RefreshMode::Rotation => interval.mul_f64(1.0 + held.jitter()),
+                    RefreshMode::Republish => interval,
+                };
+                let refresh =
+                    self.keyvault
+                        .refresh_object(&vol.params, &vol.identity, spec, held, max_age);
+                match LAST_CAUSE.scope(cause.clone(), refresh).await {
+                    Refresh::Fresh | Refresh::Unchanged => counts.unchanged += 1,
+                    Refresh::Updated(new) => leases[i] = new,
+                    Refresh::Failed(e) => {
+                        counts.failed += 1;
+                        warn!(error = %e, "refresh failed; keeping the old files");
+                    }
+                }
+            }
+        }
+        // A volume behind the cache (another volume's refresh found the new
+        // version first, or an earlier rewrite failed) catches up too.
+        for (i, held) in leases.iter_mut().enumerate() {
+            if let Some(newest) = self.keyvault.cache().get(held.key())
+                && !Arc::ptr_eq(&newest, held)
+                && vol.leases[i].key().tracks_latest()
+            {
+                *held = newest;
+            }
+        }
+        let changed = leases
+            .iter()
+            .zip(&vol.leases)
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .count() as u32;
+        if changed == 0 {
+            return counts;
+        }
+        match self.rewrite(target, &vol, &leases).await {
+            Ok(new_dir) => {
+                counts.updated += changed;
+                let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(v) = live.get_mut(target) {
+                    let old = std::mem::replace(&mut v.payload_dir, new_dir);
+                    v.retired.push((old, Instant::now() + interval));
+                    v.leases = leases;
+                }
+                info!(objects = changed, "rotated to new versions");
+            }
+            Err(e) => {
+                counts.failed += changed;
+                warn!(error = %e, "rewriting the volume with new versions failed; keeping the old files");
+            }
+        }
+        counts
+    }
+
+    /// Writes the volume's files from `leases` and swaps `..data`; returns
+    /// the new payload dir.
+    async fn rewrite(
+        &self,
+        target: &Path,
+        vol: &LiveVolume,
+        leases: &[Arc<Held>],
+    ) -> Result<String, CsiError> {
+        let payload = render_volume(&vol.params, leases)?;
+        match vol.backend {
+            Backend::Tmpfs => {
+                if self.mounter.mount_state(target)? != MountState::Tmpfs {
+                    return Err(CsiError::Precondition(format!(
+                        "target {} is no longer a vaultlet tmpfs",
+                        target.display()
+                    )));
+                }
+                let outcome = write_payload(target, &payload, Some(vol.tmpfs_size))?;
+                Ok(outcome.new_dir)
+            }
+            Backend::Fuse => {
+                let fuse = self.fuse.clone();
+                let mounter = self.mounter.clone();
+                let (ns, id, t) = (
+                    vol.params.pod.namespace.clone(),
+                    vol.volume_id.clone(),
+                    target.to_path_buf(),
+                );
+                Ok(tokio::task::spawn_blocking(move || {
+                    fuse.publish(mounter.as_ref(), &ns, &id, payload, &t, false)
+                })
+                .await
+                .map_err(|e| CsiError::Internal(format!("fuse refresh task failed: {e}")))??)
+            }
+        }
+    }
+
+    /// Zeroes and removes the volume's retired payload dirs whose time has
+    /// come (all of them with `all`). Runs with the target's lock held.
+    fn remove_retired(&self, target: &Path, all: bool) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(v) = live.get_mut(target) else {
+            return;
+        };
+        let now = Instant::now();
+        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut v.retired)
+            .into_iter()
+            .partition(|(_, at)| all || *at <= now);
+        v.retired = keep;
+        for (dir, _) in due {
+            let result = match v.backend {
+                Backend::Tmpfs => zero_and_remove_payload(target, &dir).map_err(|e| e.to_string()),
+                Backend::Fuse => self
+                    .fuse
+                    .remove_payload(&v.params.pod.namespace, &v.volume_id, &dir)
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(e) = result {
+                warn!(error = %e, "removing a retired payload dir failed");
+            }
+        }
     }
 
     async fn unpublish_locked(&self, target: TargetPath) -> Result<(), CsiError> {
@@ -415,6 +689,11 @@ impl Inner {
         }
         let target = target.path;
         let result = teardown_target(self.mounter.as_ref(), &target)?;
+        // The volume's leases go: buffers no other volume holds are zeroized.
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&target);
         if let Some(v) = self.registry.remove(&target)?
             && v.backend == Backend::Fuse
         {

@@ -11,8 +11,10 @@ use azure_security_keyvault_keys::models::{
 use azure_security_keyvault_secrets::models::{
     SecretClientGetSecretOptions, SecretClientListSecretPropertiesVersionsOptions,
 };
+use std::sync::Arc;
+
 use base64::Engine as _;
-use futures::TryStreamExt;
+use futures::{FutureExt, TryStreamExt};
 use zeroize::Zeroize;
 
 use super::convert::{
@@ -20,10 +22,10 @@ use super::convert::{
     pfx_to_pem,
 };
 use super::{Cause, KeyVault, VaultClients, classify};
-use crate::auth::{AuthError, Identity};
+use crate::auth::{AuthError, Identity, IdentityKey};
 use crate::mount::{Payload, PayloadFile};
 use crate::params::{ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType, VolumeParams};
-use crate::store::SecretBytes;
+use crate::store::{FetchedVersion, Held, ObjectKey, Refresh, SecretBytes};
 
 /// contentType of a PKCS#12 (PFX) certificate-holding secret.
 pub const CONTENT_TYPE_PKCS12: &str = "application/x-pkcs12";
@@ -84,6 +86,16 @@ impl FetchError {
         }
     }
 
+    /// The same failure, named for `spec` (a shared fetch reports the index
+    /// of whoever started it).
+    fn for_object(mut self, spec: &ObjectSpec) -> Self {
+        if self.index.is_some() {
+            self.index = Some(spec.index);
+            self.name = Some(spec.name.clone());
+        }
+        self
+    }
+
     /// A failure building the client or credential, for the whole volume.
     pub fn auth(vault: &str, err: &AuthError) -> Self {
         FetchError {
@@ -133,9 +145,39 @@ fn version_of(id: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The files of a volume and the cache entries they came from. The volume
+/// keeps `leases` for as long as it is published, so the objects stay
+/// shared with other volumes of its (namespace, identity).
+#[derive(Debug)]
+pub struct VolumeContent {
+    /// The files to write.
+    pub payload: Payload,
+    /// One entry per object, in `objects` order.
+    pub leases: Vec<Arc<Held>>,
+}
+
+/// The cache key of one object of a volume.
+pub fn object_key(
+    namespace: &str,
+    identity: &IdentityKey,
+    vault_url: &str,
+    spec: &ObjectSpec,
+) -> ObjectKey {
+    ObjectKey {
+        namespace: namespace.to_string(),
+        identity: identity.clone(),
+        vault: vault_url.to_ascii_lowercase(),
+        object_type: spec.object_type,
+        name: spec.name.to_ascii_lowercase(),
+        version: spec.version.as_ref().map(|v| v.to_ascii_lowercase()),
+        history: spec.version_history.max(1),
+    }
+}
+
 impl KeyVault {
-    /// Fetches every object of the volume concurrently and renders its files.
-    /// The first failure cancels the rest.
+    /// Takes every object of the volume from the cache, fetching
+    /// concurrently (one fetch per key node-wide) what is not held, and
+    /// renders its files. The first failure cancels the rest.
     ///
     /// # Errors
     /// [`FetchError`] naming the vault and object.
@@ -143,31 +185,116 @@ impl KeyVault {
         &self,
         params: &VolumeParams,
         identity: &Identity,
-    ) -> Result<Payload, FetchError> {
+    ) -> Result<VolumeContent, FetchError> {
         let vault_url = self.vault_url(params);
         let vault = params.keyvault_name.as_str();
         let clients = self
             .vault_clients(&vault_url, identity)
             .map_err(|e| FetchError::auth(vault, &e))?;
         let jobs = params.objects.iter().map(|spec| {
-            let clients = &*clients;
-            async move { fetch_object(clients, Ctx { vault, spec }).await }
+            let key = object_key(&params.pod.namespace, &identity.key, &vault_url, spec);
+            let clients = clients.clone();
+            async move {
+                let fetch = || fetch_versions(clients, vault.to_string(), spec.clone()).boxed();
+                self.cache
+                    .get_or_fetch(&key, fetch)
+                    .await
+                    .map_err(|e| e.for_object(spec))
+            }
         });
-        let per_object: Vec<Vec<PayloadFile>> = futures::future::try_join_all(jobs).await?;
-        Ok(Payload {
-            files: per_object.into_iter().flatten().collect(),
-        })
+        let leases: Vec<Arc<Held>> = futures::future::try_join_all(jobs).await?;
+        let payload = render_volume(params, &leases)?;
+        Ok(VolumeContent { payload, leases })
+    }
+
+    /// Re-reads the object behind `held` (one of a volume's leases, for
+    /// `spec`) unless it was checked less than `max_age` ago.
+    pub async fn refresh_object(
+        &self,
+        params: &VolumeParams,
+        identity: &IdentityKey,
+        spec: &ObjectSpec,
+        held: &Arc<Held>,
+        max_age: std::time::Duration,
+    ) -> Refresh<FetchError> {
+        let vault = params.keyvault_name.as_str();
+        let Some(clients) = self.clients_for(&self.vault_url(params), identity) else {
+            return Refresh::Failed(FetchError {
+                vault: vault.to_string(),
+                index: Some(spec.index),
+                name: Some(spec.name.clone()),
+                kind: FetchErrorKind::Service(Cause::Unauthenticated {
+                    detail: "no credential is held for this identity".into(),
+                }),
+            });
+        };
+        let fetch = || fetch_versions(clients, vault.to_string(), spec.clone()).boxed();
+        match self.cache.refresh(held, max_age, fetch).await {
+            Refresh::Failed(e) => Refresh::Failed(e.for_object(spec)),
+            other => other,
+        }
     }
 }
 
-async fn fetch_object(
-    clients: &VaultClients,
-    ctx: Ctx<'_>,
-) -> Result<Vec<PayloadFile>, FetchError> {
-    let spec = ctx.spec;
-    let outputs = spec.output_files();
-    let versions: Vec<Option<String>> = if spec.version_history >= 2 {
-        history_versions(clients, &ctx)
+/// Renders the files of a volume from its leases (one per object, in
+/// `objects` order).
+///
+/// # Errors
+/// [`FetchError`] when an object cannot be rendered as the volume asks.
+pub fn render_volume(params: &VolumeParams, leases: &[Arc<Held>]) -> Result<Payload, FetchError> {
+    let vault = params.keyvault_name.as_str();
+    let mut files = Vec::new();
+    for (spec, held) in params.objects.iter().zip(leases) {
+        let ctx = Ctx { vault, spec };
+        // History indices beyond the available versions are simply not
+        // written.
+        for (i, out) in spec.output_files().into_iter().enumerate() {
+            if i >= held.versions().len() {
+                break;
+            }
+            let content = match spec.object_type {
+                ObjectType::Secret => {
+                    let render = |v: &FetchedVersion| {
+                        let render = || render_secret(&ctx, &v.value, v.content_type.as_deref());
+                        // PKCS#12 key stretching and conversions are
+                        // CPU-bound: keep them off the async workers where
+                        // the runtime allows it.
+                        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                                tokio::task::block_in_place(render)
+                            }
+                            _ => render(),
+                        }
+                    };
+                    held.rendered((i, spec.format, spec.encoding), render, || {
+                        ctx.usage("the version is no longer held")
+                    })?
+                }
+                ObjectType::Key | ObjectType::Cert => held.versions()[i].value.clone(),
+            };
+            files.push(PayloadFile {
+                path: out.path,
+                mode: spec.file_mode,
+                content,
+            });
+        }
+    }
+    Ok(Payload { files })
+}
+
+/// Reads the versions an object spec asks for, newest first: the latest
+/// (or pinned) one, or with history the newest enabled N.
+async fn fetch_versions(
+    clients: Arc<VaultClients>,
+    vault: String,
+    spec: ObjectSpec,
+) -> Result<Vec<FetchedVersion>, FetchError> {
+    let ctx = Ctx {
+        vault: &vault,
+        spec: &spec,
+    };
+    let wanted: Vec<Option<String>> = if spec.version_history >= 2 {
+        history_versions(&clients, &ctx)
             .await?
             .into_iter()
             .map(Some)
@@ -175,32 +302,20 @@ async fn fetch_object(
     } else {
         vec![spec.version.clone()]
     };
-    let mut files = Vec::with_capacity(outputs.len());
-    // History indices beyond the available versions are simply not written.
-    for (out, version) in outputs.into_iter().zip(versions) {
-        let content = match spec.object_type {
-            ObjectType::Secret => {
-                let (value, content_type) = get_secret(clients, &ctx, version).await?;
-                // PKCS#12 key stretching and conversions are CPU-bound: keep
-                // them off the async workers where the runtime allows it.
-                let render = || render_secret(&ctx, value, content_type.as_deref());
-                match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                        tokio::task::block_in_place(render)?
-                    }
-                    _ => render()?,
-                }
-            }
-            ObjectType::Key => get_key_pem(clients, &ctx, version).await?,
-            ObjectType::Cert => get_cert_pem(clients, &ctx, version).await?,
+    let mut out = Vec::with_capacity(wanted.len());
+    for version in wanted {
+        let (value, content_type, id) = match spec.object_type {
+            ObjectType::Secret => get_secret(&clients, &ctx, version.clone()).await?,
+            ObjectType::Key => get_key_pem(&clients, &ctx, version.clone()).await?,
+            ObjectType::Cert => get_cert_pem(&clients, &ctx, version.clone()).await?,
         };
-        files.push(PayloadFile {
-            path: out.path,
-            mode: spec.file_mode,
-            content,
+        out.push(FetchedVersion {
+            id: id.or(version).unwrap_or_default(),
+            content_type,
+            value: Arc::new(value),
         });
     }
-    Ok(files)
+    Ok(out)
 }
 
 /// Page size asked of Key Vault when listing versions (its default is 25).
@@ -313,7 +428,7 @@ async fn get_secret(
     clients: &VaultClients,
     ctx: &Ctx<'_>,
     version: Option<String>,
-) -> Result<(SecretBytes, Option<String>), FetchError> {
+) -> Result<(SecretBytes, Option<String>, Option<String>), FetchError> {
     let resp = clients
         .secrets
         .get_secret(
@@ -331,18 +446,19 @@ async fn get_secret(
     }
     // Convert at the boundary: the SDK's String is copied into a locked
     // buffer and wiped at once.
+    let id = version_of(secret.id.as_deref());
     let value = secret
         .value
         .map(SecretBytes::from_string)
         .unwrap_or_else(|| SecretBytes::copy_from(b""));
-    Ok((value, secret.content_type))
+    Ok((value, secret.content_type, id))
 }
 
 async fn get_key_pem(
     clients: &VaultClients,
     ctx: &Ctx<'_>,
     version: Option<String>,
-) -> Result<SecretBytes, FetchError> {
+) -> Result<(SecretBytes, Option<String>, Option<String>), FetchError> {
     let resp = clients
         .keys
         .get_key(
@@ -361,6 +477,7 @@ async fn get_key_pem(
     let jwk = key
         .key
         .ok_or_else(|| ctx.convert(ConvertError::MalformedJwk("the key has no JWK")))?;
+    let id = version_of(jwk.kid.as_deref());
     let converted = Jwk {
         kty: jwk.kty.map(|k| k.as_ref().to_string()).unwrap_or_default(),
         n: jwk.n,
@@ -370,14 +487,14 @@ async fn get_key_pem(
         y: jwk.y,
     };
     let pem = jwk_to_spki_pem(&converted).map_err(|e| ctx.convert(e))?;
-    Ok(SecretBytes::from_string(pem))
+    Ok((SecretBytes::from_string(pem), None, id))
 }
 
 async fn get_cert_pem(
     clients: &VaultClients,
     ctx: &Ctx<'_>,
     version: Option<String>,
-) -> Result<SecretBytes, FetchError> {
+) -> Result<(SecretBytes, Option<String>, Option<String>), FetchError> {
     let resp = clients
         .certificates
         .get_certificate(
@@ -396,21 +513,26 @@ async fn get_cert_pem(
     let der = cert
         .cer
         .ok_or_else(|| ctx.convert(ConvertError::MalformedCertificate { position: 0 }))?;
+    let id = version_of(cert.id.as_deref());
     let pem = cert_der_to_pem(&der).map_err(|e| ctx.convert(e))?;
-    Ok(SecretBytes::from_string(pem))
+    Ok((SecretBytes::from_string(pem), None, id))
 }
 
-fn decode_encoding(ctx: &Ctx<'_>, value: SecretBytes) -> Result<SecretBytes, FetchError> {
+fn decode_encoding(
+    ctx: &Ctx<'_>,
+    value: &Arc<SecretBytes>,
+) -> Result<Arc<SecretBytes>, FetchError> {
     let decoded = match ctx.spec.encoding.unwrap_or(ObjectEncoding::Utf8) {
-        ObjectEncoding::Utf8 => return Ok(value),
+        ObjectEncoding::Utf8 => return Ok(value.clone()),
         ObjectEncoding::Base64 => {
             return decode_base64(value.expose())
+                .map(Arc::new)
                 .ok_or_else(|| ctx.err(FetchErrorKind::Decode { encoding: "base64" }));
         }
         ObjectEncoding::Hex => hex::decode(value.expose())
             .map_err(|_| ctx.err(FetchErrorKind::Decode { encoding: "hex" }))?,
     };
-    Ok(SecretBytes::from_vec(decoded))
+    Ok(Arc::new(SecretBytes::from_vec(decoded)))
 }
 
 /// Standard base64 as the Azure provider decodes it (Go's
@@ -440,9 +562,9 @@ const ENCODING_ON_CERT: &str = "objectEncoding must be utf-8 for a secret that h
 /// - anything else: the value, decoded by `objectEncoding`.
 fn render_secret(
     ctx: &Ctx<'_>,
-    value: SecretBytes,
+    value: &Arc<SecretBytes>,
     content_type: Option<&str>,
-) -> Result<SecretBytes, FetchError> {
+) -> Result<Arc<SecretBytes>, FetchError> {
     let ct = content_type.map(|c| c.trim().to_ascii_lowercase());
     let is_pkcs12 = ct.as_deref() == Some(CONTENT_TYPE_PKCS12);
     let is_pem = ct.as_deref() == Some(CONTENT_TYPE_PEM);
@@ -450,13 +572,13 @@ fn render_secret(
     match ctx.spec.format.unwrap_or(ObjectFormat::Pem) {
         ObjectFormat::Pfx => {
             let pfx_base64 = if is_pkcs12 {
-                value
-            } else if is_pem && pem_holds_certificate(&value) {
+                value.clone()
+            } else if is_pem && pem_holds_certificate(value) {
                 let pfx = pem_to_pfx(value.expose()).map_err(|e| ctx.convert(e))?;
                 let mut text = base64::engine::general_purpose::STANDARD.encode(pfx.expose());
                 let out = SecretBytes::copy_from(text.as_bytes());
                 text.zeroize();
-                out
+                Arc::new(out)
             } else {
                 return Err(ctx.usage(
                     "objectFormat pfx applies only to a secret that holds a certificate (contentType application/x-pkcs12 or application/x-pem-file)",
@@ -465,6 +587,7 @@ fn render_secret(
             match encoding {
                 ObjectEncoding::Utf8 => Ok(pfx_base64),
                 ObjectEncoding::Base64 => decode_base64(pfx_base64.expose())
+                    .map(Arc::new)
                     .ok_or_else(|| ctx.err(FetchErrorKind::Decode { encoding: "base64" })),
                 ObjectEncoding::Hex => Err(ctx.usage(ENCODING_ON_CERT)),
             }
@@ -475,14 +598,16 @@ fn render_secret(
             }
             let der = decode_base64(value.expose())
                 .ok_or_else(|| ctx.convert(ConvertError::NotPkcs12))?;
-            pfx_to_pem(der.expose(), "").map_err(|e| ctx.convert(e))
+            pfx_to_pem(der.expose(), "")
+                .map(Arc::new)
+                .map_err(|e| ctx.convert(e))
         }
         ObjectFormat::Pem if is_pem => match pem_bundle_normalise(value.expose()) {
             Ok(Some(normalised)) => {
                 if encoding != ObjectEncoding::Utf8 {
                     return Err(ctx.usage(ENCODING_ON_CERT));
                 }
-                Ok(normalised)
+                Ok(Arc::new(normalised))
             }
             // A PEM secret without a certificate is written as is.
             Ok(None) => decode_encoding(ctx, value),
@@ -498,7 +623,7 @@ fn render_secret(
                     reason = %e,
                     "PEM secret written as stored: it cannot be normalised"
                 );
-                Ok(value)
+                Ok(value.clone())
             }
         },
         ObjectFormat::Pem => decode_encoding(ctx, value),

@@ -22,7 +22,7 @@ use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 pub use error::{Cause, classify};
-pub use fetch::{FetchError, FetchErrorKind};
+pub use fetch::{FetchError, FetchErrorKind, VolumeContent, object_key, render_volume};
 pub use transport::{
     LoopbackResolver, TransportError, VaultletHttp, build_http_client, is_localhost,
     is_permanent_transport_failure,
@@ -31,6 +31,7 @@ pub use transport::{
 use crate::auth::{AuthError, CredentialCache, Identity, IdentityKey};
 use crate::config::Config;
 use crate::params::{Cloud, VolumeParams};
+use crate::store::ObjectCache;
 
 tokio::task_local! {
     /// The last failure seen by any request of the current publish, so that a
@@ -81,6 +82,7 @@ pub struct KeyVault {
     authority_host: Option<String>,
     credentials: CredentialCache,
     clients: Mutex<HashMap<(String, IdentityKey), Arc<VaultClients>>>,
+    cache: ObjectCache<FetchError>,
 }
 
 impl fmt::Debug for KeyVault {
@@ -105,7 +107,32 @@ impl KeyVault {
             authority_host: config.authority_host.clone(),
             credentials: CredentialCache::default(),
             clients: Mutex::new(HashMap::new()),
+            cache: ObjectCache::default(),
         })
+    }
+
+    /// The node's object cache.
+    pub fn cache(&self) -> &ObjectCache<FetchError> {
+        &self.cache
+    }
+
+    /// Whether a background refresh for `identity` can authenticate with
+    /// what the daemon holds (see [`CredentialCache::can_refresh`]).
+    pub fn can_refresh(&self, identity: &IdentityKey) -> bool {
+        self.credentials.can_refresh(identity)
+    }
+
+    /// The clients already built for (vault, identity), if any: what a
+    /// refresh uses, with the newest credential kubelet handed over.
+    pub fn clients_for(
+        &self,
+        vault_url: &str,
+        identity: &IdentityKey,
+    ) -> Option<Arc<VaultClients>> {
+        let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .get(&(vault_url.to_string(), identity.clone()))
+            .cloned()
     }
 
     /// `https://{keyvaultName}.{suffix}/` for a volume.
@@ -239,6 +266,7 @@ mod tests {
             http_idle_timeout: Duration::from_secs(30),
             log_format: crate::config::LogFormat::Text,
             publish_timeout: Duration::from_secs(90),
+            rotation_poll_interval: Duration::from_secs(120),
         }
     }
 

@@ -52,7 +52,7 @@ pub struct PayloadFile {
     /// File mode bits (e.g. 0o644).
     pub mode: u32,
     /// Content.
-    pub content: SecretBytes,
+    pub content: std::sync::Arc<SecretBytes>,
 }
 
 /// The full set of files of a volume.
@@ -534,7 +534,7 @@ mod tests {
                 .map(|(p, mode, c)| PayloadFile {
                     path: RelPath::new(p).expect("test path is valid"),
                     mode: *mode,
-                    content: SecretBytes::copy_from(c),
+                    content: std::sync::Arc::new(SecretBytes::copy_from(c)),
                 })
                 .collect(),
         }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use vaultlet_fuse::{DirAttrs, Entry, FsTree, MountHandle, MountOptions};
 
@@ -140,7 +140,7 @@ impl FuseBackend {
         let entries: Vec<Entry<SecretBytes>> = payload
             .files
             .into_iter()
-            .map(|f| Entry::new(f.path.as_str(), Arc::new(f.content)).with_mode(f.mode))
+            .map(|f| Entry::new(f.path.as_str(), f.content).with_mode(f.mode))
             .collect();
         let outcome = ns.tree.swap_payload(volume, &dir_name, entries);
         let outcome = match outcome {
@@ -177,6 +177,27 @@ impl FuseBackend {
             }
         }
         Ok(dir_name)
+    }
+
+    /// Removes a superseded payload dir of `volume`. Its buffers are
+    /// zeroized once no open handle holds them.
+    ///
+    /// # Errors
+    /// [`MountError::Io`] when the namespace, volume or dir is unknown.
+    pub fn remove_payload(
+        &self,
+        namespace: &str,
+        volume: &str,
+        dir_name: &str,
+    ) -> Result<(), MountError> {
+        let namespaces = self.namespaces.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.namespace_dir(namespace).join(volume);
+        let ns = namespaces
+            .get(namespace)
+            .ok_or_else(|| io("fuse remove payload", &path, "namespace not mounted"))?;
+        ns.tree
+            .remove_payload(volume, dir_name)
+            .map_err(|e| io("fuse remove payload", &path, e))
     }
 
     /// Drops `volume` from its namespace (after its bind at the target is

@@ -430,7 +430,7 @@ mod tests {
                 .map(|(p, mode, c)| PayloadFile {
                     path: RelPath::new(p).expect("test path is valid"),
                     mode: *mode,
-                    content: SecretBytes::copy_from(c),
+                    content: std::sync::Arc::new(SecretBytes::copy_from(c)),
                 })
                 .collect(),
         }
