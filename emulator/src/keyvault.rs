@@ -222,6 +222,9 @@ pub(crate) async fn handle(ctx: &Ctx, req: &Req) -> Resp {
         let fault = inner.take_fault(&req.path, Some(&label));
 
         inner.counters.total += 1;
+        if fault.is_none() && matches!(auth, Auth::Missing) {
+            inner.counters.challenges += 1;
+        }
         if let Some(object) = object
             && (fault.is_some() || req.authorization.is_some())
         {

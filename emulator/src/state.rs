@@ -271,6 +271,9 @@ pub struct Counters {
     pub per_client: BTreeMap<String, u64>,
     /// Requests to the token endpoint, whatever their outcome.
     pub token_requests: u64,
+    /// Key Vault requests answered with the bare 401 challenge because they
+    /// carried no `Authorization` header (the SDK's first request per client).
+    pub challenges: u64,
     /// Key Vault requests that reached a known vault, whatever their outcome.
     pub total: u64,
 }

@@ -26,7 +26,7 @@ use crate::mount::{
 use crate::params::{Backend, VolumeParams, parse_volume_context};
 use crate::store::{Held, Refresh};
 use crate::telemetry::Metrics;
-use crate::volume::{PublishedVolume, Registry, fingerprint};
+use crate::volume::{ObjectVersions, PublishedVolume, Registry, fingerprint};
 
 /// Shared state of the Node service.
 #[derive(Debug, Clone)]
@@ -60,6 +60,20 @@ struct LiveVolume {
     payload_dir: String,
     /// Superseded payload dirs and when they are zeroed and removed.
     retired: Vec<(String, Instant)>,
+}
+
+/// The version ids behind a volume's files, for the index.
+fn recorded_versions(params: &VolumeParams, leases: &[Arc<Held>]) -> Vec<ObjectVersions> {
+    params
+        .objects
+        .iter()
+        .zip(leases)
+        .map(|(spec, held)| ObjectVersions {
+            index: spec.index,
+            name: spec.name.clone(),
+            versions: held.version_ids().into_iter().map(str::to_string).collect(),
+        })
+        .collect()
 }
 
 /// Why a volume is refreshed.
@@ -372,7 +386,7 @@ impl Inner {
             retired: Vec::new(),
         };
         if plan.backend == Backend::Fuse {
-            entry.payload_dir = self.publish_fuse(plan, payload).await?;
+            entry.payload_dir = self.publish_fuse(plan, payload, &entry.leases).await?;
             self.live
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -444,6 +458,7 @@ impl Inner {
         };
         drop(payload);
         entry.payload_dir = outcome.new_dir.clone();
+        let leases = entry.leases.clone();
         if let Some(old) = outcome.old_dir.clone() {
             // An adopted volume's previous files: retired like a rotation's.
             entry
@@ -463,6 +478,7 @@ impl Inner {
             vault: plan.params.keyvault_name.clone(),
             payload_dir: outcome.new_dir,
             backend: Backend::Tmpfs,
+            versions: recorded_versions(&plan.params, &leases),
         };
         if let Err(e) = self.registry.insert(record) {
             // The volume is complete and usable; only the restart index is stale.
@@ -475,7 +491,12 @@ impl Inner {
 
     /// The FUSE half of a publish: the namespace tree gets the volume's
     /// files, and its subdirectory is bind-mounted onto the target.
-    async fn publish_fuse(&self, plan: PublishPlan, payload: Payload) -> Result<String, CsiError> {
+    async fn publish_fuse(
+        &self,
+        plan: PublishPlan,
+        payload: Payload,
+        leases: &[Arc<Held>],
+    ) -> Result<String, CsiError> {
         let target = plan.target.path.clone();
         match std::fs::symlink_metadata(&target) {
             Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
@@ -511,6 +532,7 @@ impl Inner {
             vault: plan.params.keyvault_name.clone(),
             payload_dir: payload_dir.clone(),
             backend: Backend::Fuse,
+            versions: recorded_versions(&plan.params, leases),
         };
         if let Err(e) = self.registry.insert(record) {
             warn!(error = %e, "could not persist the volume index");
@@ -602,6 +624,13 @@ impl Inner {
         match self.rewrite(target, &vol, &leases).await {
             Ok(new_dir) => {
                 counts.updated += changed;
+                if let Some(mut record) = self.registry.get(target) {
+                    record.payload_dir = new_dir.clone();
+                    record.versions = recorded_versions(&vol.params, &leases);
+                    if let Err(e) = self.registry.insert(record) {
+                        warn!(error = %e, "could not persist the volume index");
+                    }
+                }
                 let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(v) = live.get_mut(target) {
                     let old = std::mem::replace(&mut v.payload_dir, new_dir);

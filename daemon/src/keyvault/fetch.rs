@@ -293,8 +293,19 @@ async fn fetch_versions(
         vault: &vault,
         spec: &spec,
     };
+    let first = clients.first_use(spec.object_type).await;
+    let result = fetch_versions_warm(&clients, &ctx).await;
+    VaultClients::warmed(first);
+    result
+}
+
+async fn fetch_versions_warm(
+    clients: &VaultClients,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<FetchedVersion>, FetchError> {
+    let spec = ctx.spec;
     let wanted: Vec<Option<String>> = if spec.version_history >= 2 {
-        history_versions(&clients, &ctx)
+        history_versions(clients, ctx)
             .await?
             .into_iter()
             .map(Some)
@@ -305,9 +316,9 @@ async fn fetch_versions(
     let mut out = Vec::with_capacity(wanted.len());
     for version in wanted {
         let (value, content_type, id) = match spec.object_type {
-            ObjectType::Secret => get_secret(&clients, &ctx, version.clone()).await?,
-            ObjectType::Key => get_key_pem(&clients, &ctx, version.clone()).await?,
-            ObjectType::Cert => get_cert_pem(&clients, &ctx, version.clone()).await?,
+            ObjectType::Secret => get_secret(clients, ctx, version.clone()).await?,
+            ObjectType::Key => get_key_pem(clients, ctx, version.clone()).await?,
+            ObjectType::Cert => get_cert_pem(clients, ctx, version.clone()).await?,
         };
         out.push(FetchedVersion {
             id: id.or(version).unwrap_or_default(),

@@ -30,7 +30,7 @@ pub use transport::{
 
 use crate::auth::{AuthError, CredentialCache, Identity, IdentityKey};
 use crate::config::Config;
-use crate::params::{Cloud, VolumeParams};
+use crate::params::{Cloud, ObjectType, VolumeParams};
 use crate::store::ObjectCache;
 
 tokio::task_local! {
@@ -218,6 +218,7 @@ impl KeyVault {
                 }),
             )
             .map_err(sdk_err)?,
+            warmed: Default::default(),
         };
         let built = Arc::new(built);
         clients.insert(key, built.clone());
@@ -234,6 +235,36 @@ pub struct VaultClients {
     pub keys: KeyClient,
     /// Certificates (`/certificates`).
     pub certificates: CertificateClient,
+    /// Per client (secrets, keys, certificates): whether a request has
+    /// completed, so the SDK has learnt the vault's challenge.
+    warmed: [tokio::sync::Mutex<bool>; 3],
+}
+
+impl VaultClients {
+    /// Until one request of the client for `object_type` has completed,
+    /// requests go one at a time, so the SDK answers the vault's 401
+    /// challenge once instead of once per concurrent request. Returns the
+    /// guard for the caller that must go alone; it calls
+    /// [`VaultClients::warmed`] when its request is done.
+    pub async fn first_use(
+        &self,
+        object_type: ObjectType,
+    ) -> Option<tokio::sync::MutexGuard<'_, bool>> {
+        let gate = &self.warmed[match object_type {
+            ObjectType::Secret => 0,
+            ObjectType::Key => 1,
+            ObjectType::Cert => 2,
+        }];
+        let guard = gate.lock().await;
+        if *guard { None } else { Some(guard) }
+    }
+
+    /// Marks the client warmed (see [`VaultClients::first_use`]).
+    pub fn warmed(guard: Option<tokio::sync::MutexGuard<'_, bool>>) {
+        if let Some(mut g) = guard {
+            *g = true;
+        }
+    }
 }
 
 impl fmt::Debug for VaultClients {

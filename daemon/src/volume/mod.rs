@@ -52,6 +52,21 @@ pub struct PublishedVolume {
     /// existed read as tmpfs).
     #[serde(default)]
     pub backend: crate::params::Backend,
+    /// The Key Vault version ids the files were written from, per object
+    /// (updated by rotation). Names and ids only, never values.
+    #[serde(default)]
+    pub versions: Vec<ObjectVersions>,
+}
+
+/// The version ids behind one object's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectVersions {
+    /// Index in `objects`.
+    pub index: usize,
+    /// objectName.
+    pub name: String,
+    /// Version ids, newest first (one unless objectVersionHistory ≥ 2).
+    pub versions: Vec<String>,
 }
 
 /// Fingerprint of a publish request: volume_id, the encoded
@@ -89,6 +104,9 @@ pub struct Registry {
     index_path: PathBuf,
     volumes: Mutex<BTreeMap<PathBuf, PublishedVolume>>,
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Serialises index writes: they share one temp file, and the newest
+    /// snapshot must be the one that lands.
+    persisting: Mutex<()>,
 }
 
 impl Registry {
@@ -126,6 +144,7 @@ impl Registry {
             index_path,
             volumes: Mutex::new(volumes),
             locks: Mutex::new(HashMap::new()),
+            persisting: Mutex::new(()),
         })
     }
 
@@ -164,12 +183,11 @@ impl Registry {
     /// [`VolumeError`] when the index cannot be written (the in-memory entry
     /// is kept).
     pub fn insert(&self, v: PublishedVolume) -> Result<(), VolumeError> {
-        let snapshot = {
-            let mut vols = self.volumes.lock().unwrap_or_else(|p| p.into_inner());
-            vols.insert(v.target_path.clone(), v);
-            vols.values().cloned().collect::<Vec<_>>()
-        };
-        self.persist(&snapshot)
+        self.volumes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(v.target_path.clone(), v);
+        self.persist()
     }
 
     /// Forgets the volume at `target` and persists the index.
@@ -177,11 +195,11 @@ impl Registry {
     /// # Errors
     /// As [`Registry::insert`].
     pub fn remove(&self, target: &Path) -> Result<Option<PublishedVolume>, VolumeError> {
-        let (removed, snapshot) = {
-            let mut vols = self.volumes.lock().unwrap_or_else(|p| p.into_inner());
-            let removed = vols.remove(target);
-            (removed, vols.values().cloned().collect::<Vec<_>>())
-        };
+        let removed = self
+            .volumes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(target);
         {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             // Drop the lock entry when nobody else holds or waits on it; the
@@ -191,18 +209,26 @@ impl Registry {
             }
         }
         if removed.is_some() {
-            self.persist(&snapshot)?;
+            self.persist()?;
         }
         Ok(removed)
     }
 
-    fn persist(&self, vols: &[PublishedVolume]) -> Result<(), VolumeError> {
+    fn persist(&self) -> Result<(), VolumeError> {
+        let _one_writer = self.persisting.lock().unwrap_or_else(|p| p.into_inner());
+        let vols: Vec<PublishedVolume> = self
+            .volumes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         let io = |source| VolumeError::Io {
             path: self.index_path.display().to_string(),
             source,
         };
         let tmp = self.index_path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(vols).map_err(|e| io(std::io::Error::other(e)))?;
+        let bytes = serde_json::to_vec_pretty(&vols).map_err(|e| io(std::io::Error::other(e)))?;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -267,6 +293,11 @@ mod tests {
             vault: "kv1".into(),
             payload_dir: "..x".into(),
             backend: crate::params::Backend::Tmpfs,
+            versions: vec![ObjectVersions {
+                index: 0,
+                name: "s1".into(),
+                versions: vec!["v1".into()],
+            }],
         };
         reg.insert(v.clone()).expect("insert");
         let raw = std::fs::read_to_string(dir.path().join(INDEX_FILE)).expect("index");
