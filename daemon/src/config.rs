@@ -111,6 +111,12 @@ pub struct ServeArgs {
     /// Upper bound on one NodePublishVolume, below kubelet's 2 minutes.
     #[arg(long, env = "VAULTLET_PUBLISH_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
     pub publish_timeout: Duration,
+
+    /// Most requests in flight at once to one vault (host and port), across
+    /// all volumes and identities. Requests over the cap wait their turn;
+    /// retries waiting out a backoff hold no slot. Must be at least 1.
+    #[arg(long, env = "VAULTLET_KEYVAULT_MAX_CONCURRENCY", default_value_t = 8)]
+    pub keyvault_max_concurrency: usize,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -172,6 +178,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Bound on one publish.
     pub publish_timeout: Duration,
+    /// Concurrent requests per vault host (at least 1).
+    pub keyvault_max_concurrency: usize,
 }
 
 /// CSI plugin name rule (CSI spec, GetPluginInfo): at most 63 characters,
@@ -242,6 +250,12 @@ impl TryFrom<ServeArgs> for Config {
                 Some(s.trim_end_matches('/').to_string())
             }
         };
+        if a.keyvault_max_concurrency == 0 {
+            return Err(invalid(
+                "keyvault-max-concurrency",
+                "must be greater than zero",
+            ));
+        }
         let metrics_addr = match a.metrics_addr.trim() {
             "" => None,
             s => Some(
@@ -264,6 +278,7 @@ impl TryFrom<ServeArgs> for Config {
             http_idle_timeout: a.http_idle_timeout,
             log_format: a.log_format,
             publish_timeout: a.publish_timeout,
+            keyvault_max_concurrency: a.keyvault_max_concurrency,
         })
     }
 }
@@ -301,6 +316,16 @@ mod tests {
         assert_eq!(c.http_idle_timeout, Duration::from_secs(30));
         assert_eq!(c.publish_timeout, Duration::from_secs(90));
         assert_eq!(c.backend, Backend::Tmpfs);
+        assert_eq!(c.keyvault_max_concurrency, 8);
+    }
+
+    #[test]
+    fn keyvault_max_concurrency_must_be_positive() {
+        let c = parse(&["--node-id", "n", "--keyvault-max-concurrency", "3"]).expect("valid");
+        assert_eq!(c.keyvault_max_concurrency, 3);
+        let err = parse(&["--node-id", "n", "--keyvault-max-concurrency", "0"]).expect_err("zero");
+        assert!(err.contains("--keyvault-max-concurrency"), "{err}");
+        assert!(parse(&["--node-id", "n", "--keyvault-max-concurrency", "-1"]).is_err());
     }
 
     #[test]

@@ -483,7 +483,8 @@ fn finish<T>(
         Err(e) => {
             let status = Status::from(e);
             metrics.count_call(method, status.code());
-            warn!(code = ?status.code(), error = %status.message(), "{method} failed");
+            // Kubelet retries a failing call every few seconds per pod.
+            crate::warn_limited!(code = ?status.code(), error = %status.message(), "{method} failed");
             Err(status)
         }
     }
@@ -521,7 +522,10 @@ impl Node for NodeService {
             volume_id = %req.volume_id,
             pod_uid = %req.volume_context.get("csi.storage.k8s.io/pod.uid").map(String::as_str).unwrap_or(""),
         );
+        let started = std::time::Instant::now();
         let r = self.publish(req).instrument(span.clone()).await;
+        let code = r.as_ref().map_or_else(CsiError::code, |()| tonic::Code::Ok);
+        self.inner.metrics.count_publish(code, started.elapsed());
         let _e = span.enter();
         finish(
             &self.inner.metrics,
@@ -538,6 +542,8 @@ impl Node for NodeService {
         let req = request.into_inner();
         let span = info_span!("NodeUnpublishVolume", volume_id = %req.volume_id);
         let r = self.unpublish(req).instrument(span.clone()).await;
+        let code = r.as_ref().map_or_else(CsiError::code, |()| tonic::Code::Ok);
+        self.inner.metrics.count_unpublish(code);
         let _e = span.enter();
         finish(
             &self.inner.metrics,

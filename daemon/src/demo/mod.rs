@@ -130,6 +130,7 @@ async fn run_async(backend: Backend) -> anyhow::Result<()> {
         http_idle_timeout: Duration::from_secs(30),
         log_format: LogFormat::Text,
         publish_timeout: Duration::from_secs(60),
+        keyvault_max_concurrency: 8,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(crate::server::serve(config, async {

@@ -19,7 +19,7 @@ use super::convert::{
     ConvertError, Jwk, cert_der_to_pem, jwk_to_spki_pem, pem_bundle_normalise, pem_to_pfx,
     pfx_to_pem,
 };
-use super::{Cause, KeyVault, VaultClients, classify};
+use super::{Cause, DEADLINE, KeyVault, VaultClients, classify};
 use crate::auth::{AuthError, Identity};
 use crate::mount::{Payload, PayloadFile};
 use crate::params::{ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType, VolumeParams};
@@ -140,6 +140,23 @@ impl KeyVault {
     /// # Errors
     /// [`FetchError`] naming the vault and object.
     pub async fn fetch_volume(
+        &self,
+        params: &VolumeParams,
+        identity: &Identity,
+    ) -> Result<Payload, FetchError> {
+        // The retry policy never sleeps past the deadline: the caller's, or
+        // `--publish-timeout` from now.
+        if DEADLINE.try_with(|_| ()).is_ok() {
+            self.fetch_volume_inner(params, identity).await
+        } else {
+            let deadline = std::time::Instant::now() + self.publish_timeout;
+            DEADLINE
+                .scope(deadline, self.fetch_volume_inner(params, identity))
+                .await
+        }
+    }
+
+    async fn fetch_volume_inner(
         &self,
         params: &VolumeParams,
         identity: &Identity,
@@ -492,7 +509,7 @@ fn render_secret(
                 if encoding != ObjectEncoding::Utf8 {
                     return Err(ctx.usage(ENCODING_ON_CERT));
                 }
-                tracing::warn!(
+                crate::warn_limited!(
                     object_index = ctx.spec.index,
                     object = %ctx.spec.name,
                     reason = %e,
