@@ -9,7 +9,8 @@ use keyvault_emulator::Fault;
 use tonic::Code;
 use vaultlet::demo::kubelet::Pod;
 use vaultlet_tests::{
-    Env, assert_nothing_at, attrs, free_local_addr, http_get, objects, privileged_or_skip, sample,
+    Env, TENANT, assert_nothing_at, attrs, free_local_addr, http_get, objects, privileged_or_skip,
+    sample,
 };
 
 const VAULT: &str = "kv-throttle";
@@ -263,5 +264,54 @@ async fn healthz_and_readyz_answer_200_while_serving() {
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
     // The simulator is connected: the CSI socket serves.
     assert_eq!(http_get(addr, "/readyz").await.0, 200);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_requests_are_retried_by_the_same_policy_and_counted() {
+    if !privileged_or_skip("token_requests_are_retried_by_the_same_policy_and_counted") {
+        return;
+    }
+    let (mut env, pod) = setup("uid-thr-token", |c| {
+        c.metrics_addr = Some(free_local_addr());
+    })
+    .await;
+    env.secret(VAULT, OBJECT, "throttle-value-0123456789");
+    // Entra ID answers 503 twice, then issues the token.
+    env.emulator.state().inject_fault(Fault {
+        path_prefix: format!("/{TENANT}/oauth2/v2.0/token"),
+        vault: None,
+        status: 503,
+        retry_after_secs: None,
+        delay_ms: None,
+        count: 2,
+    });
+    env.kubelet
+        .publish(
+            &pod,
+            "vol",
+            &attrs(VAULT, Some(CLIENT), &one()),
+            &HashMap::new(),
+        )
+        .await
+        .expect("publish succeeds once the token endpoint recovers");
+    assert_eq!(env.emulator.state().counters().token_requests, 3);
+    let m = env.metrics().await;
+    assert_eq!(
+        sample(&m, r#"vaultlet_token_requests_total{result="error"}"#),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"vaultlet_token_requests_total{result="ok"}"#),
+        1.0,
+        "{m}"
+    );
+    // The Key Vault read itself was not retried.
+    assert_eq!(gets(&env), 1);
+    env.kubelet
+        .unpublish(&pod.uid, "vol")
+        .await
+        .expect("unpublish");
     env.stop().await;
 }

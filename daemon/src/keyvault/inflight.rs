@@ -20,6 +20,9 @@ use crate::telemetry::Metrics;
 /// Path suffix of the Entra ID token endpoint.
 pub const TOKEN_PATH_SUFFIX: &str = "/oauth2/v2.0/token";
 
+/// Hosts remembered before idle ones are forgotten.
+const PRUNE_ABOVE: usize = 256;
+
 /// The per-try cap and counter. One per daemon, shared by every client.
 #[derive(Debug)]
 pub struct InFlight {
@@ -41,6 +44,11 @@ impl InFlight {
 
     fn semaphore(&self, host: &str) -> Arc<Semaphore> {
         let mut vaults = self.vaults.lock().unwrap_or_else(|p| p.into_inner());
+        // Vault names come from pods: forget idle hosts rather than grow
+        // without bound (an entry only referenced by the map is idle).
+        if vaults.len() >= PRUNE_ABOVE && !vaults.contains_key(host) {
+            vaults.retain(|_, s| Arc::strong_count(s) > 1);
+        }
         vaults
             .entry(host.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_vault)))
