@@ -117,6 +117,11 @@ pub struct ServeArgs {
     /// interval after their swap.
     #[arg(long, env = "VAULTLET_ROTATION_POLL_INTERVAL", default_value = "2m", value_parser = parse_duration)]
     pub rotation_poll_interval: Duration,
+    /// Most requests in flight at once to one vault (host and port), across
+    /// all volumes and identities. Requests over the cap wait their turn;
+    /// retries waiting out a backoff hold no slot. Must be at least 1.
+    #[arg(long, env = "VAULTLET_KEYVAULT_MAX_CONCURRENCY", default_value_t = 8)]
+    pub keyvault_max_concurrency: usize,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -180,6 +185,8 @@ pub struct Config {
     pub publish_timeout: Duration,
     /// Re-read interval of objects that track the latest version.
     pub rotation_poll_interval: Duration,
+    /// Concurrent requests per vault host (at least 1).
+    pub keyvault_max_concurrency: usize,
 }
 
 /// CSI plugin name rule (CSI spec, GetPluginInfo): at most 63 characters,
@@ -250,6 +257,12 @@ impl TryFrom<ServeArgs> for Config {
                 Some(s.trim_end_matches('/').to_string())
             }
         };
+        if a.keyvault_max_concurrency == 0 {
+            return Err(invalid(
+                "keyvault-max-concurrency",
+                "must be greater than zero",
+            ));
+        }
         let metrics_addr = match a.metrics_addr.trim() {
             "" => None,
             s => Some(
@@ -273,6 +286,7 @@ impl TryFrom<ServeArgs> for Config {
             log_format: a.log_format,
             publish_timeout: a.publish_timeout,
             rotation_poll_interval: a.rotation_poll_interval,
+            keyvault_max_concurrency: a.keyvault_max_concurrency,
         })
     }
 }
@@ -311,6 +325,16 @@ mod tests {
         assert_eq!(c.publish_timeout, Duration::from_secs(90));
         assert_eq!(c.rotation_poll_interval, Duration::from_secs(120));
         assert_eq!(c.backend, Backend::Tmpfs);
+        assert_eq!(c.keyvault_max_concurrency, 8);
+    }
+
+    #[test]
+    fn keyvault_max_concurrency_must_be_positive() {
+        let c = parse(&["--node-id", "n", "--keyvault-max-concurrency", "3"]).expect("valid");
+        assert_eq!(c.keyvault_max_concurrency, 3);
+        let err = parse(&["--node-id", "n", "--keyvault-max-concurrency", "0"]).expect_err("zero");
+        assert!(err.contains("--keyvault-max-concurrency"), "{err}");
+        assert!(parse(&["--node-id", "n", "--keyvault-max-concurrency", "-1"]).is_err());
     }
 
     #[test]

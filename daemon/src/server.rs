@@ -135,8 +135,8 @@ pub async fn serve_with(
 ) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let registry = Arc::new(Registry::open(&config.state_dir)?);
-    let keyvault = Arc::new(KeyVault::new(&config)?);
     let metrics = Arc::new(Metrics::default());
+    let keyvault = Arc::new(KeyVault::new(&config, metrics.clone())?);
     metrics.published.set(registry.len() as i64);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -184,6 +184,7 @@ pub fn test_config(dir: &Path, emulator: &Emulator) -> Config {
         log_format: LogFormat::Text,
         publish_timeout: Duration::from_secs(60),
         rotation_poll_interval: Duration::from_secs(120),
+        keyvault_max_concurrency: 8,
     }
 }
 
@@ -494,4 +495,59 @@ pub fn assert_only_parents_created(
             "created outside the target: {entry}"
         );
     }
+}
+
+/// A loopback address with a port that was free a moment ago, for
+/// `--metrics-addr` in tests.
+pub fn free_local_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr")
+}
+
+/// `GET path` over plain HTTP/1.1 (the metrics endpoint): status and body.
+///
+/// # Panics
+/// When the endpoint does not answer with an HTTP response.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the metrics endpoint");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("an HTTP status line");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+impl Env {
+    /// The `/metrics` text of the daemon (its config must set `metrics_addr`).
+    ///
+    /// # Panics
+    /// When metrics are off or the endpoint does not answer 200.
+    pub async fn metrics(&self) -> String {
+        let addr = self.config.metrics_addr.expect("metrics_addr is set");
+        let (status, body) = http_get(addr, "/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+/// The value of the sample `line_start` (metric name with its labels, e.g.
+/// `vaultlet_node_publish_total{result="ok"}`) in a metrics text; 0 when
+/// absent.
+pub fn sample(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }

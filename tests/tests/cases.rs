@@ -1306,9 +1306,12 @@ async fn c47_server_errors_and_throttling_after_retries_are_unavailable_naming_t
             delay_ms: None,
             count: 1000,
         });
+        env.emulator.state().reset_counters();
+        let started = std::time::Instant::now();
         let err = bounded(publish(&mut env, &pod, volume, &objects(&[ONE])))
             .await
             .expect_err("the vault keeps failing");
+        let took = started.elapsed();
         assert_eq!(err.code(), Code::Unavailable, "{status}: {err:?}");
         assert!(err.message().contains(VAULT), "{}", err.message());
         assert!(
@@ -1316,6 +1319,20 @@ async fn c47_server_errors_and_throttling_after_retries_are_unavailable_naming_t
             "names the status: {}",
             err.message()
         );
+        assert!(
+            err.message().contains("retries gave up"),
+            "{}",
+            err.message()
+        );
+        // Five tries with jittered backoff (at most 0.2 + 0.4 + 0.8 + 1.6 s
+        // of waiting), well before the 60 s --publish-timeout.
+        let c = env.emulator.state().counters();
+        assert_eq!(
+            c.per_object.get(&format!("{VAULT}/secrets/s1")),
+            Some(&5),
+            "{c:?}"
+        );
+        assert!(took < Duration::from_secs(10), "{status}: {took:?}");
         assert_nothing_at(&env.kubelet.target_path(&pod.uid, volume));
     }
     env.stop().await;

@@ -1,15 +1,16 @@
 //! Redaction: with the capture at trace level, dependencies included, no
 //! seeded value, kubelet token, client secret or issued access token ever
-//! reaches the logs, the state dir, or a returned error.
+//! reaches the logs, the state dir, a returned error, or `/metrics`.
 
 use std::collections::HashMap;
 
 use base64::Engine as _;
 
+use keyvault_emulator::Fault;
 use tonic::Code;
 use vaultlet::demo::kubelet::Pod;
 use vaultlet_tests::{
-    Env, assert_not_logged, attrs, canary, logs, objects, privileged_or_skip, tree,
+    Env, assert_not_logged, attrs, canary, free_local_addr, logs, objects, privileged_or_skip, tree,
 };
 
 const VAULT: &str = "kv-redact";
@@ -193,5 +194,110 @@ async fn no_value_token_or_client_secret_reaches_the_trace_log() {
             assert!(access_tokens(&content).is_empty(), "{entry} holds a token");
         }
     }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redaction_under_failure_no_value_or_token_in_logs_or_metrics() {
+    if !privileged_or_skip("redaction_under_failure_no_value_or_token_in_logs_or_metrics") {
+        return;
+    }
+    let mut env = Env::start_with(|c| c.metrics_addr = Some(free_local_addr())).await;
+    env.vault(VAULT, &[WI_CLIENT, SP_CLIENT]);
+    let name = "redaction-failure-object-name";
+    let value = canary("value-under-failure");
+    env.secret(VAULT, name, &value);
+    let items = objects(&[&format!("objectName: {name}\nobjectType: secret")]);
+    let pod = env.wi_pod(WI_CLIENT, "team-f", "uid-redact-fail");
+    let a = attrs(VAULT, Some(WI_CLIENT), &items);
+    let fault = |status: u16, retry_after_secs: Option<u64>, count: u32| Fault {
+        path_prefix: "/secrets/".into(),
+        vault: Some(VAULT.into()),
+        status,
+        retry_after_secs,
+        delay_ms: None,
+        count,
+    };
+
+    // Throttled, then served.
+    env.emulator.state().inject_fault(fault(429, Some(1), 2));
+    let target = env
+        .kubelet
+        .publish(&pod, "throttled", &a, &HashMap::new())
+        .await
+        .expect("throttled publish");
+    assert_eq!(
+        std::fs::read(target.join(name)).expect("file"),
+        value.as_bytes()
+    );
+
+    // The vault keeps failing: every retry is spent. (Another object: the
+    // first is held by the "throttled" volume and served from the cache.)
+    let other = "redaction-failure-other-object";
+    env.secret(VAULT, other, &canary("other-value-under-failure"));
+    let a_other = attrs(
+        VAULT,
+        Some(WI_CLIENT),
+        &objects(&[&format!("objectName: {other}\nobjectType: secret")]),
+    );
+    env.emulator.state().clear_faults();
+    env.emulator.state().inject_fault(fault(503, None, 1000));
+    let err = env
+        .kubelet
+        .publish(&pod, "failing", &a_other, &HashMap::new())
+        .await
+        .expect_err("persistent 503");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    env.emulator.state().clear_faults();
+
+    // A rejected client secret.
+    let mut secrets = env.sp_secrets(SP_CLIENT);
+    let wrong = canary("wrong-secret-under-failure");
+    env.watched.push(wrong.clone());
+    secrets.insert("clientsecret".into(), wrong.clone());
+    let sp_pod = Pod {
+        name: "pod-redact-fail-sp".into(),
+        namespace: "team-f".into(),
+        uid: "uid-redact-fail-sp".into(),
+        service_account: "default".into(),
+        token: None,
+    };
+    let err = env
+        .kubelet
+        .publish(&sp_pod, "wrong", &attrs(VAULT, None, &items), &secrets)
+        .await
+        .expect_err("wrong secret");
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(!err.message().contains(&wrong));
+
+    env.kubelet
+        .unpublish(&pod.uid, "throttled")
+        .await
+        .expect("unpublish");
+
+    let metrics = env.metrics().await;
+    assert!(
+        metrics.contains("vaultlet_keyvault_requests_total"),
+        "{metrics}"
+    );
+    for w in env.watched.iter().chain([&value]) {
+        assert!(
+            !metrics.contains(w.as_str()),
+            "a watched value reached /metrics"
+        );
+    }
+    assert!(
+        !metrics.contains(name) && !metrics.contains(other),
+        "an object name reached /metrics"
+    );
+    assert!(
+        access_tokens(&metrics).is_empty(),
+        "a token reached /metrics"
+    );
+    assert_not_logged(&env.watched);
+    assert!(
+        access_tokens(&logs().text()).is_empty(),
+        "an access token reached the logs"
+    );
     env.stop().await;
 }

@@ -25,7 +25,7 @@ use crate::mount::{
 };
 use crate::params::{Backend, VolumeParams, parse_volume_context};
 use crate::store::{Held, Refresh};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, RotationResult};
 use crate::volume::{ObjectVersions, PublishedVolume, Registry, fingerprint};
 
 /// Shared state of the Node service.
@@ -318,11 +318,11 @@ impl Inner {
                 ) {
                     Ok(identity) => {
                         if let Err(e) = self.keyvault.vault_clients(&vault_url, &identity) {
-                            warn!(error = %e, "republish: could not refresh the credential; keeping the volume");
+                            crate::warn_limited!(error = %e, "republish: could not refresh the credential; keeping the volume");
                         }
                     }
                     Err(e) => {
-                        warn!(error = %e, "republish: no usable identity; keeping the volume");
+                        crate::warn_limited!(error = %e, "republish: no usable identity; keeping the volume");
                     }
                 }
                 // Refresh what is older than one interval; a failure keeps
@@ -330,11 +330,13 @@ impl Inner {
                 let refresh = self.refresh_locked(&target, RefreshMode::Republish);
                 match tokio::time::timeout(self.config.publish_timeout, refresh).await {
                     Ok(counts) => debug!(?counts, "republish refreshed"),
-                    Err(_) => warn!("republish: the refresh ran out of time; keeping the volume"),
+                    Err(_) => crate::warn_limited!(
+                        "republish: the refresh ran out of time; keeping the volume"
+                    ),
                 }
                 return Ok(());
             }
-            warn!("published volume lost its mount; publishing again");
+            crate::warn_limited!("published volume lost its mount; publishing again");
             self.registry.remove(&target)?;
         }
         let identity = select_identity(
@@ -550,6 +552,21 @@ impl Inner {
     /// rewrites the volume through the atomic writer when any changed.
     /// Failures keep the old files. Runs with the target's lock held.
     async fn refresh_locked(&self, target: &Path, mode: RefreshMode) -> RefreshCounts {
+        let counts = self.refresh_volume(target, mode).await;
+        for (n, result) in [
+            (counts.updated, RotationResult::Updated),
+            (counts.unchanged, RotationResult::Unchanged),
+            (counts.failed, RotationResult::Failed),
+            (counts.skipped, RotationResult::Skipped),
+        ] {
+            for _ in 0..n {
+                self.metrics.count_rotation(result);
+            }
+        }
+        counts
+    }
+
+    async fn refresh_volume(&self, target: &Path, mode: RefreshMode) -> RefreshCounts {
         let mut counts = RefreshCounts::default();
         let Some(vol) = self
             .live
@@ -598,7 +615,7 @@ impl Inner {
                     Refresh::Updated(new) => leases[i] = new,
                     Refresh::Failed(e) => {
                         counts.failed += 1;
-                        warn!(error = %e, "refresh failed; keeping the old files");
+                        crate::warn_limited!(error = %e, "refresh failed; keeping the old files");
                     }
                 }
             }
@@ -641,7 +658,7 @@ impl Inner {
             }
             Err(e) => {
                 counts.failed += changed;
-                warn!(error = %e, "rewriting the volume with new versions failed; keeping the old files");
+                crate::warn_limited!(error = %e, "rewriting the volume with new versions failed; keeping the old files");
             }
         }
         counts
@@ -791,7 +808,8 @@ fn finish<T>(
         Err(e) => {
             let status = Status::from(e);
             metrics.count_call(method, status.code());
-            warn!(code = ?status.code(), error = %status.message(), "{method} failed");
+            // Kubelet retries a failing call every few seconds per pod.
+            crate::warn_limited!(code = ?status.code(), error = %status.message(), "{method} failed");
             Err(status)
         }
     }
@@ -829,7 +847,10 @@ impl Node for NodeService {
             volume_id = %req.volume_id,
             pod_uid = %req.volume_context.get("csi.storage.k8s.io/pod.uid").map(String::as_str).unwrap_or(""),
         );
+        let started = std::time::Instant::now();
         let r = self.publish(req).instrument(span.clone()).await;
+        let code = r.as_ref().map_or_else(CsiError::code, |()| tonic::Code::Ok);
+        self.inner.metrics.count_publish(code, started.elapsed());
         let _e = span.enter();
         finish(
             &self.inner.metrics,
@@ -846,6 +867,8 @@ impl Node for NodeService {
         let req = request.into_inner();
         let span = info_span!("NodeUnpublishVolume", volume_id = %req.volume_id);
         let r = self.unpublish(req).instrument(span.clone()).await;
+        let code = r.as_ref().map_or_else(CsiError::code, |()| tonic::Code::Ok);
+        self.inner.metrics.count_unpublish(code);
         let _e = span.enter();
         finish(
             &self.inner.metrics,

@@ -28,7 +28,8 @@ pub enum Cause {
         /// e.g. `AADSTS700016` or `401 Unauthorized from Key Vault`.
         detail: String,
     },
-    /// 429 after the SDK's retries.
+    /// 429 after our retries gave up (tries exhausted, or the next wait
+    /// would pass the publish deadline).
     Throttled {
         /// `Key Vault` or `Entra ID`.
         by: &'static str,
@@ -57,7 +58,7 @@ impl std::fmt::Display for Cause {
             Cause::Forbidden { code } => write!(f, "access denied ({code})"),
             Cause::Disabled => f.write_str("the version is disabled"),
             Cause::Unauthenticated { detail } => write!(f, "authentication failed ({detail})"),
-            Cause::Throttled { by } => write!(f, "throttled by {by} (429) after retries"),
+            Cause::Throttled { by } => write!(f, "throttled by {by} (429); retries gave up"),
             Cause::Unavailable { detail } => write!(f, "unavailable: {detail}"),
             Cause::Rejected { detail } => write!(f, "request rejected ({detail})"),
             Cause::Other { detail } => write!(f, "unexpected failure: {detail}"),
@@ -191,7 +192,7 @@ pub fn classify(err: &azure_core::Error) -> Cause {
                         },
                         429 => Cause::Throttled { by: "Key Vault" },
                         408 | 500..=599 => Cause::Unavailable {
-                            detail: format!("Key Vault answered {status_u16} after retries"),
+                            detail: format!("Key Vault answered {status_u16}; retries gave up"),
                         },
                         _ => Cause::Rejected {
                             detail: format!("{status_u16} {code}"),

@@ -21,7 +21,7 @@ use super::convert::{
     ConvertError, Jwk, cert_der_to_pem, jwk_to_spki_pem, pem_bundle_normalise, pem_to_pfx,
     pfx_to_pem,
 };
-use super::{Cause, KeyVault, VaultClients, classify};
+use super::{Cause, DEADLINE, KeyVault, VaultClients, classify};
 use crate::auth::{AuthError, Identity, IdentityKey};
 use crate::mount::{Payload, PayloadFile};
 use crate::params::{ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType, VolumeParams};
@@ -186,6 +186,23 @@ impl KeyVault {
         params: &VolumeParams,
         identity: &Identity,
     ) -> Result<VolumeContent, FetchError> {
+        // The retry policy never sleeps past the deadline: the caller's, or
+        // `--publish-timeout` from now.
+        if DEADLINE.try_with(|_| ()).is_ok() {
+            self.fetch_volume_inner(params, identity).await
+        } else {
+            let deadline = std::time::Instant::now() + self.publish_timeout;
+            DEADLINE
+                .scope(deadline, self.fetch_volume_inner(params, identity))
+                .await
+        }
+    }
+
+    async fn fetch_volume_inner(
+        &self,
+        params: &VolumeParams,
+        identity: &Identity,
+    ) -> Result<VolumeContent, FetchError> {
         let vault_url = self.vault_url(params);
         let vault = params.keyvault_name.as_str();
         let clients = self
@@ -229,7 +246,14 @@ impl KeyVault {
             });
         };
         let fetch = || fetch_versions(clients, vault.to_string(), spec.clone()).boxed();
-        match self.cache.refresh(held, max_age, fetch).await {
+        let refresh = self.cache.refresh(held, max_age, fetch);
+        let refreshed = if DEADLINE.try_with(|_| ()).is_ok() {
+            refresh.await
+        } else {
+            let deadline = std::time::Instant::now() + self.publish_timeout;
+            DEADLINE.scope(deadline, refresh).await
+        };
+        match refreshed {
             Refresh::Failed(e) => Refresh::Failed(e.for_object(spec)),
             other => other,
         }
@@ -628,7 +652,7 @@ fn render_secret(
                 if encoding != ObjectEncoding::Utf8 {
                     return Err(ctx.usage(ENCODING_ON_CERT));
                 }
-                tracing::warn!(
+                crate::warn_limited!(
                     object_index = ctx.spec.index,
                     object = %ctx.spec.name,
                     reason = %e,

@@ -2,10 +2,17 @@
 //! (`azure_security_keyvault_secrets` 1.x, `azure_identity` 1.x): the shared
 //! transport, one `SecretClient` per (vault, identity), fetching and
 //! rendering of objects.
+//!
+//! Every client's pipeline is: the SDK's per-call policies, our
+//! [`RetryPolicy`] (the SDK's own retry is off), then per try: the SDK's
+//! bearer-token policy, `RecordCause` ([`LAST_CAUSE`]), [`InFlight`] (the
+//! per-vault concurrency cap and request metrics), the transport.
 
 pub mod convert;
 mod error;
 mod fetch;
+mod inflight;
+mod retry;
 mod transport;
 
 use std::collections::HashMap;
@@ -14,15 +21,15 @@ use std::sync::{Arc, Mutex};
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::policies::{Policy, PolicyResult};
-use azure_core::http::{
-    ClientOptions, Context, ExponentialRetryOptions, Request, RetryOptions, Transport,
-};
+use azure_core::http::{ClientOptions, Context, Request, RetryOptions, Transport};
 use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 pub use error::{Cause, classify};
 pub use fetch::{FetchError, FetchErrorKind, VolumeContent, object_key, render_volume};
+pub use inflight::{InFlight, TOKEN_PATH_SUFFIX, operation};
+pub use retry::{DEADLINE, RETRY_STATUSES, RetryPolicy, retry_after};
 pub use transport::{
     LoopbackResolver, TransportError, VaultletHttp, build_http_client, is_localhost,
     is_permanent_transport_failure,
@@ -31,7 +38,8 @@ pub use transport::{
 use crate::auth::{AuthError, CredentialCache, Identity, IdentityKey};
 use crate::config::Config;
 use crate::params::{Cloud, ObjectType, VolumeParams};
-use crate::store::ObjectCache;
+use crate::store::{CacheGauges, ObjectCache};
+use crate::telemetry::Metrics;
 
 tokio::task_local! {
     /// The last failure seen by any request of the current publish, so that a
@@ -78,6 +86,9 @@ impl Policy for RecordCause {
 /// Key Vault access for the whole daemon.
 pub struct KeyVault {
     transport: Transport,
+    retry: Arc<RetryPolicy>,
+    inflight: Arc<InFlight>,
+    publish_timeout: std::time::Duration,
     dns_suffix: Option<String>,
     authority_host: Option<String>,
     credentials: CredentialCache,
@@ -95,19 +106,27 @@ impl fmt::Debug for KeyVault {
 }
 
 impl KeyVault {
-    /// Builds the transport from the config.
+    /// Builds the transport from the config; requests are counted into
+    /// `metrics` and capped per vault at `--keyvault-max-concurrency`.
     ///
     /// # Errors
     /// [`TransportError`] for a bad `--extra-ca-file`.
-    pub fn new(config: &Config) -> Result<Self, TransportError> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, TransportError> {
         let http = build_http_client(config.extra_ca_file.as_deref(), config.http_idle_timeout)?;
+        let gauges = CacheGauges {
+            objects: metrics.cached_objects.clone(),
+            bytes: metrics.cached_bytes.clone(),
+        };
         Ok(Self {
             transport: Transport::new(Arc::new(VaultletHttp(http))),
+            retry: Arc::new(RetryPolicy::default()),
+            inflight: Arc::new(InFlight::new(metrics, config.keyvault_max_concurrency)),
+            publish_timeout: config.publish_timeout,
             dns_suffix: config.keyvault_dns_suffix.clone(),
             authority_host: config.authority_host.clone(),
             credentials: CredentialCache::default(),
             clients: Mutex::new(HashMap::new()),
-            cache: ObjectCache::default(),
+            cache: ObjectCache::new(gauges),
         })
     }
 
@@ -157,13 +176,11 @@ impl KeyVault {
         ClientOptions {
             transport: Some(self.transport.clone()),
             cloud: Some(Arc::new(CloudConfiguration::Custom(custom))),
-            retry: RetryOptions::exponential(ExponentialRetryOptions {
-                initial_delay: azure_core::time::Duration::milliseconds(250),
-                max_retries: 4,
-                max_total_elapsed: azure_core::time::Duration::seconds(60),
-                max_delay: azure_core::time::Duration::seconds(20),
-            }),
-            per_try_policies: vec![Arc::new(RecordCause)],
+            // Our RetryPolicy replaces the SDK's; the same options go to
+            // the credentials, so token requests are retried by it too.
+            retry: RetryOptions::none(),
+            per_call_policies: vec![self.retry.clone()],
+            per_try_policies: vec![Arc::new(RecordCause), self.inflight.clone()],
             ..Default::default()
         }
     }
@@ -298,6 +315,7 @@ mod tests {
             log_format: crate::config::LogFormat::Text,
             publish_timeout: Duration::from_secs(90),
             rotation_poll_interval: Duration::from_secs(120),
+            keyvault_max_concurrency: 8,
         }
     }
 
@@ -324,7 +342,7 @@ mod tests {
 
     #[test]
     fn c49_cloud_hosts() {
-        let kv = KeyVault::new(&config(None)).expect("kv");
+        let kv = KeyVault::new(&config(None), Arc::default()).expect("kv");
         assert_eq!(
             kv.vault_url(&params(Cloud::Public)),
             "https://kv1.vault.azure.net/"
@@ -353,7 +371,7 @@ mod tests {
 
     #[test]
     fn c49_dns_suffix_with_port() {
-        let kv = KeyVault::new(&config(Some("vault.localhost:8443"))).expect("kv");
+        let kv = KeyVault::new(&config(Some("vault.localhost:8443")), Arc::default()).expect("kv");
         assert_eq!(
             kv.vault_url(&params(Cloud::China)),
             "https://kv1.vault.localhost:8443/"
