@@ -62,3 +62,26 @@ pub fn load_certs(dir: &std::path::Path, rel: &str) -> Vec<Vec<u8>> {
 pub fn chain(parts: &[Vec<Vec<u8>>]) -> Vec<Vec<u8>> {
     parts.iter().flatten().cloned().collect()
 }
+
+/// The process-wide synthetic CA of `generation`, or `None` (after
+/// printing why) when the `openssl` CLI is missing and skipping is allowed.
+pub fn synthetic_ca(
+    test: &str,
+    generation: vaultlet_snp::Generation,
+) -> Option<std::sync::Arc<vaultlet_snp::testing::SyntheticCa>> {
+    let has_openssl = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_openssl {
+        let required = ["VAULTLET_REQUIRE_SHARED", "VAULTLET_REQUIRE_PRIVILEGED"]
+            .iter()
+            .find(|v| std::env::var(v).is_ok_and(|x| x == "1"));
+        if let Some(var) = required {
+            panic!("{test}: the openssl CLI is missing, and {var}=1 forbids skipping");
+        }
+        eprintln!("skipping {test}: the openssl CLI is missing (needed for the synthetic chain)");
+        return None;
+    }
+    Some(vaultlet_snp::testing::SyntheticCa::get(generation).expect("synthetic CA"))
+}
