@@ -860,6 +860,30 @@ mod tests {
         assert!(PlatformInfo(0x25).smt_en() && PlatformInfo(0x25).alias_check_complete());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_report_round_trips_up_to_reserved_bytes(
+            body in proptest::collection::vec(proptest::num::u8::ANY, REPORT_LEN),
+            version in proptest::sample::select(vec![2u32, 3, 5]),
+        ) {
+            let mut bytes = body;
+            bytes[..4].copy_from_slice(&version.to_le_bytes());
+            let r = Report::parse(&bytes).expect("1184 bytes parse");
+            let out = r.to_bytes();
+            let mut expect = bytes.clone();
+            for range in reserved_ranges(version) {
+                expect[range].fill(0);
+            }
+            proptest::prop_assert_eq!(out.to_vec(), expect);
+        }
+
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1300)) {
+            let _ = Report::parse(&bytes);
+            let _ = crate::hcl::HclReport::parse(&bytes);
+        }
+    }
+
     #[test]
     fn reserved_ranges_follow_version() {
         assert!(reserved_ranges(2).contains(&(0x188..0x1A0)));
