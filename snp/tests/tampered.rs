@@ -210,3 +210,54 @@ fn a_missing_ark_fails_root_pin_and_a_missing_ask_fails_the_chain() {
         Some(CheckId::Chain)
     );
 }
+
+fn replace_all(haystack: &mut [u8], from: &[u8], to: &[u8]) -> usize {
+    assert_eq!(from.len(), to.len());
+    let mut n = 0;
+    let mut i = 0;
+    while i + from.len() <= haystack.len() {
+        if &haystack[i..i + from.len()] == from {
+            haystack[i..i + from.len()].copy_from_slice(to);
+            n += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn wrong_pss_parameters_on_the_ask_fail_the_chain_before_any_rsa() {
+    let Some((report, certs)) = setup("wrong_pss_parameters_on_the_ask_fail_the_chain") else {
+        return;
+    };
+    // certs: VCEK, ASK, ARK. saltLength [2] INTEGER 48 -> 32.
+    let mut salt = certs.clone();
+    assert!(
+        replace_all(
+            &mut salt[1],
+            &[0xA2, 0x03, 0x02, 0x01, 0x30],
+            &[0xA2, 0x03, 0x02, 0x01, 0x20]
+        ) >= 2
+    );
+    let v = verify(&report, &salt);
+    assert_eq!(v.first_failure, Some(CheckId::Chain), "{v}");
+    assert!(
+        v.check(CheckId::Chain)
+            .is_some_and(|c| c.detail.ends_with("PSS salt length 32 is not 48")),
+        "{v}"
+    );
+    // id-sha384 -> id-sha256 in hash and MGF1 parameters.
+    let mut hash = certs.clone();
+    let sha384 = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
+    let sha256 = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+    assert!(replace_all(&mut hash[1], &sha384, &sha256) >= 4);
+    let v = verify(&report, &hash);
+    assert_eq!(v.first_failure, Some(CheckId::Chain), "{v}");
+    assert!(
+        v.check(CheckId::Chain)
+            .is_some_and(|c| c.detail.ends_with("PSS hash is not SHA-384")),
+        "{v}"
+    );
+}
