@@ -222,11 +222,14 @@ pub(crate) async fn handle(ctx: &Ctx, req: &Req) -> Resp {
         let fault = inner.take_fault(&req.path, Some(&label));
 
         inner.counters.total += 1;
-        if fault.is_none() && matches!(auth, Auth::Missing) {
+        // A delay-only fault (status 0) still lets the request be handled
+        // normally, so it counts as what it then is.
+        let answered_by_fault = fault.as_ref().is_some_and(|f| f.status != 0);
+        if !answered_by_fault && matches!(auth, Auth::Missing) {
             inner.counters.challenges += 1;
         }
         if let Some(object) = object
-            && (fault.is_some() || req.authorization.is_some())
+            && (answered_by_fault || req.authorization.is_some())
         {
             *inner.counters.per_object.entry(object).or_default() += 1;
         }
