@@ -315,3 +315,82 @@ async fn token_requests_are_retried_by_the_same_policy_and_counted() {
         .expect("unpublish");
     env.stop().await;
 }
+
+/// C45: the vault answers 429 with `Retry-After: 3` to the first 5 GETs
+/// while 20 volumes publish (2 objects shared by all, 1 of each volume's
+/// own). Retry-After is honoured, the calls are bounded (each throttled
+/// request is tried once more, nothing else is repeated) and every volume
+/// ends with the right files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c45_twenty_volumes_through_five_429s_with_retry_after_all_end_correct() {
+    if !privileged_or_skip("c45_twenty_volumes_through_five_429s") {
+        return;
+    }
+    let (mut env, first) = setup("uid-c45-0", |_| {}).await;
+    env.secret(VAULT, "shared-a", "c45-shared-a-0123456789");
+    env.secret(VAULT, "shared-b", "c45-shared-b-0123456789");
+    let pods: Vec<Pod> = (0..20)
+        .map(|i| Pod {
+            name: format!("pod-c45-{i}"),
+            uid: format!("uid-c45-{i}"),
+            ..first.clone()
+        })
+        .collect();
+    for i in 0..20 {
+        env.secret(VAULT, &format!("own-{i}"), &format!("c45-own-{i}-0123456789"));
+    }
+    env.emulator.state().reset_counters();
+    throttle(&env, 429, Some(3), 5);
+    let started = Instant::now();
+    let tasks: Vec<_> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, pod)| {
+            let mut kubelet = env.kubelet.clone();
+            let pod = pod.clone();
+            let a = attrs(
+                VAULT,
+                Some(CLIENT),
+                &objects(&[
+                    "objectName: shared-a\nobjectType: secret",
+                    "objectName: shared-b\nobjectType: secret",
+                    &format!("objectName: own-{i}\nobjectType: secret"),
+                ]),
+            );
+            tokio::spawn(async move { kubelet.publish(&pod, "vol", &a, &HashMap::new()).await })
+        })
+        .collect();
+    let mut targets = Vec::new();
+    for t in tasks {
+        targets.push(t.await.expect("join").expect("every volume publishes"));
+    }
+    let took = started.elapsed();
+    for (i, t) in targets.iter().enumerate() {
+        assert_eq!(
+            std::fs::read(t.join("shared-a")).expect("a"),
+            b"c45-shared-a-0123456789"
+        );
+        assert_eq!(
+            std::fs::read(t.join("shared-b")).expect("b"),
+            b"c45-shared-b-0123456789"
+        );
+        assert_eq!(
+            std::fs::read(t.join(format!("own-{i}"))).expect("own"),
+            format!("c45-own-{i}-0123456789").as_bytes()
+        );
+    }
+    let c = env.emulator.state().counters();
+    let object_gets: u64 = c.per_object.values().sum();
+    // 22 distinct objects fetched once each, plus one more try for each of
+    // the 5 throttled requests.
+    assert_eq!(object_gets, 22 + 5, "{:?}", c.per_object);
+    assert!(took >= Duration::from_secs(3), "Retry-After: 3 honoured: {took:?}");
+    assert!(took < Duration::from_secs(60), "bounded: {took:?}");
+    for pod in &pods {
+        env.kubelet
+            .unpublish(&pod.uid, "vol")
+            .await
+            .expect("unpublish");
+    }
+    env.stop().await;
+}

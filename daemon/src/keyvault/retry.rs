@@ -15,7 +15,9 @@
 //! - the wait is the server's hint when there is one ([`retry_after`]),
 //!   capped at [`RetryPolicy::max_retry_after`], else an equal-jitter
 //!   exponential backoff ([`RetryPolicy::backoff`]);
-//! - at most [`RetryPolicy::max_tries`] tries;
+//! - at most [`RetryPolicy::max_tries`] tries, or
+//!   [`RetryPolicy::max_tries_throttled`] while the service sends
+//!   `Retry-After`;
 //! - never a wait that would end past [`DEADLINE`] (the current publish's):
 //!   the policy then gives up at once with the last response or error, so
 //!   the caller answers UNAVAILABLE ("retries gave up") instead of hanging
@@ -51,6 +53,10 @@ pub const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
 pub struct RetryPolicy {
     /// Tries in all, the first included (default 5).
     pub max_tries: u32,
+    /// Tries in all while the service keeps sending a `Retry-After` hint
+    /// (default 10): throttling tells us when to come back, so it gets more
+    /// tries; the publish deadline still bounds the total.
+    pub max_tries_throttled: u32,
     /// Backoff base: the first retry waits between `base_delay / 2` and
     /// `base_delay` (default 200 ms).
     pub base_delay: Duration,
@@ -64,6 +70,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_tries: 5,
+            max_tries_throttled: 10,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
@@ -156,7 +163,12 @@ impl Policy for RetryPolicy {
             let Some(hint) = verdict(&result) else {
                 return result;
             };
-            if tries >= self.max_tries {
+            let limit = if hint.is_some() {
+                self.max_tries_throttled
+            } else {
+                self.max_tries
+            };
+            if tries >= limit {
                 debug!(%host, tries, outcome = %describe(&result), "retries gave up: no tries left");
                 return result;
             }
@@ -336,6 +348,15 @@ mod tests {
         let s = script(&[503, 429, 500, 200], None);
         assert_eq!(run(&fast(), &s).await, 200);
         assert_eq!(s.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_hint_earns_the_throttled_try_limit() {
+        // 7 throttled answers with a hint, then success: more than
+        // `max_tries`, within `max_tries_throttled`.
+        let s = script(&[429, 429, 429, 429, 429, 429, 429, 200], Some("0"));
+        assert_eq!(run(&fast(), &s).await, 200);
+        assert_eq!(s.calls.load(Ordering::SeqCst), 8);
     }
 
     #[tokio::test]
