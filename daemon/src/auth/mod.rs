@@ -464,6 +464,75 @@ mod tests {
         .into()
     }
 
+    fn tokens_expiring(token: &str, at: &str) -> HashMap<String, String> {
+        [(
+            csi_proto::SERVICE_ACCOUNT_TOKENS_KEY.to_string(),
+            format!(r#"{{"{TOKEN_EXCHANGE_AUDIENCE}":{{"token":"{token}","expirationTimestamp":"{at}"}}}}"#),
+        )]
+        .into()
+    }
+
+    /// A background refresh is possible with an unexpired kubelet token, or
+    /// with a service principal; with an expired kubelet token and no Entra
+    /// token held it is not (the refresh is skipped, files kept).
+    #[test]
+    fn can_refresh_needs_a_valid_entra_or_kubelet_token() {
+        let cache = CredentialCache::default();
+        let options = ClientOptions::default();
+        let p = params(Some("c1"));
+        let id = select_identity(
+            &p,
+            &tokens_expiring("t1", "2000-01-01T00:00:00Z"),
+            &HashMap::new(),
+            "https://login.localhost",
+        )
+        .expect("identity");
+        assert!(!cache.can_refresh(&id.key), "unknown identity");
+        cache.credential(&id, &options).expect("credential");
+        assert!(
+            !cache.can_refresh(&id.key),
+            "expired kubelet token, no Entra token"
+        );
+        // Kubelet hands over a fresh token (a republish): refreshes may run.
+        let fresh = select_identity(
+            &p,
+            &tokens_expiring("t2", "2999-01-01T00:00:00Z"),
+            &HashMap::new(),
+            "https://login.localhost",
+        )
+        .expect("identity");
+        cache.credential(&fresh, &options).expect("credential");
+        assert!(cache.can_refresh(&id.key));
+        // An Entra token valid beyond the renewal margin also suffices.
+        let expired_again = select_identity(
+            &p,
+            &tokens_expiring("t3", "2000-01-01T00:00:00Z"),
+            &HashMap::new(),
+            "https://login.localhost",
+        )
+        .expect("identity");
+        cache
+            .credential(&expired_again, &options)
+            .expect("credential");
+        assert!(!cache.can_refresh(&id.key));
+        {
+            let entries = cache.entries.lock().expect("entries");
+            let entry = entries.get(&id.key).expect("entry");
+            *entry.credential.expires.lock().expect("expires") =
+                Some(SystemTime::now() + Duration::from_secs(3600));
+        }
+        assert!(cache.can_refresh(&id.key));
+        // A service principal never depends on kubelet.
+        let secrets: HashMap<String, String> = [
+            ("clientid".to_string(), "sp1".to_string()),
+            ("clientsecret".to_string(), "s3cr3t".to_string()),
+        ]
+        .into();
+        let sp = select_identity(&params(None), &secrets, &HashMap::new(), "h").expect("sp");
+        cache.credential(&sp, &options).expect("credential");
+        assert!(cache.can_refresh(&sp.key));
+    }
+
     #[test]
     fn workload_identity_prefers_token_from_secrets() {
         let id = select_identity(
