@@ -40,7 +40,7 @@ fn init_tracing(format: LogFormat) {
     // namespace mount (always the case: vaultlet unmounts first, then the
     // session's own unmount finds nothing); that line is noise by default.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,fuser::session=error"));
+        .unwrap_or_else(|_| EnvFilter::new("info,fuser=warn,fuser::session=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
