@@ -346,7 +346,7 @@ impl CredentialCache {
             client_id: key.client_id.clone(),
             reason: e.to_string(),
         };
-        let entry = match key.kind {
+        let entry: (Arc<dyn TokenCredential>, Option<TokenSlot>) = match key.kind {
             IdentityKind::WorkloadIdentity => {
                 let slot = TokenSlot(Arc::new(RwLock::new((
                     identity.material.clone(),
@@ -361,13 +361,7 @@ impl CredentialCache {
                     }),
                 )
                 .map_err(err)?;
-                Entry {
-                    credential: Arc::new(Tracked {
-                        inner: credential,
-                        expires: Mutex::new(None),
-                    }),
-                    slot: Some(slot),
-                }
+                (credential, Some(slot))
             }
             IdentityKind::ServicePrincipal => {
                 let secret =
@@ -386,14 +380,15 @@ impl CredentialCache {
                     }),
                 )
                 .map_err(err)?;
-                Entry {
-                    credential: Arc::new(Tracked {
-                        inner: credential,
-                        expires: Mutex::new(None),
-                    }),
-                    slot: None,
-                }
+                (credential, None)
             }
+        };
+        let entry = Entry {
+            credential: Arc::new(Tracked {
+                inner: entry.0,
+                expires: Mutex::new(None),
+            }),
+            slot: entry.1,
         };
         let credential = entry.credential.clone();
         entries.insert(key.clone(), entry);
