@@ -337,7 +337,11 @@ async fn c45_twenty_volumes_through_five_429s_with_retry_after_all_end_correct()
         })
         .collect();
     for i in 0..20 {
-        env.secret(VAULT, &format!("own-{i}"), &format!("c45-own-{i}-0123456789"));
+        env.secret(
+            VAULT,
+            &format!("own-{i}"),
+            &format!("c45-own-{i}-0123456789"),
+        );
     }
     env.emulator.state().reset_counters();
     throttle(&env, 429, Some(3), 5);
@@ -384,7 +388,10 @@ async fn c45_twenty_volumes_through_five_429s_with_retry_after_all_end_correct()
     // 22 distinct objects fetched once each, plus one more try for each of
     // the 5 throttled requests.
     assert_eq!(object_gets, 22 + 5, "{:?}", c.per_object);
-    assert!(took >= Duration::from_secs(3), "Retry-After: 3 honoured: {took:?}");
+    assert!(
+        took >= Duration::from_secs(3),
+        "Retry-After: 3 honoured: {took:?}"
+    );
     assert!(took < Duration::from_secs(60), "bounded: {took:?}");
     for pod in &pods {
         env.kubelet
