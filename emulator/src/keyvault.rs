@@ -113,6 +113,12 @@ enum Route<'a> {
     },
     /// `/certificates/{name}/policy`
     Policy { name: &'a str },
+    /// `/keys/{name}[/{version}]/release`; the SDK sends `/keys/{name}//release` for the
+    /// current version.
+    Release {
+        name: &'a str,
+        version: Option<&'a str>,
+    },
     /// Anything else.
     Unknown,
 }
@@ -121,6 +127,28 @@ fn route(path: &str) -> Route<'_> {
     let trimmed = path.strip_prefix('/').unwrap_or(path);
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
     let segments: Vec<&str> = trimmed.split('/').collect();
+    if let [k, name, rest @ ..] = segments.as_slice()
+        && k.eq_ignore_ascii_case("keys")
+        && rest
+            .last()
+            .is_some_and(|r| r.eq_ignore_ascii_case("release"))
+    {
+        match rest {
+            [_] | ["", _] => {
+                return Route::Release {
+                    name,
+                    version: None,
+                };
+            }
+            [version, _] => {
+                return Route::Release {
+                    name,
+                    version: Some(version),
+                };
+            }
+            _ => {}
+        }
+    }
     let Some(collection) = segments.first().and_then(|s| Collection::parse(s)) else {
         return Route::Unknown;
     };
@@ -281,6 +309,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: &Req) -> Resp {
         (Route::List(c) | Route::Versions { collection: c, .. }, &Method::GET) => (*c, "list"),
         (Route::Object { collection: c, .. }, &Method::GET) => (*c, "get"),
         (Route::Policy { .. }, &Method::GET) => (Collection::Certificates, "get"),
+        (Route::Release { .. }, &Method::POST) => (Collection::Keys, "release"),
         (
             Route::Object {
                 collection: Collection::Secrets,
@@ -311,6 +340,9 @@ pub(crate) async fn handle(ctx: &Ctx, req: &Req) -> Resp {
     };
 
     let mut guard = ctx.state.lock();
+    if let Route::Release { .. } = route {
+        guard.counters.releases += 1;
+    }
     let Some(vault) = guard.vaults.get_mut(&label) else {
         return vault_not_found(host);
     };
@@ -354,6 +386,9 @@ pub(crate) async fn handle(ctx: &Ctx, req: &Req) -> Resp {
             version,
         } => kvobjects::get_certificate(host, vault, name, version),
         Route::Policy { name } => kvobjects::get_policy(host, vault, name),
+        Route::Release { name, version } => {
+            crate::release::release(req, host, &ctx.state, vault, name, version)
+        }
         Route::Unknown => kv_error(StatusCode::NOT_FOUND, "NotFound", "Not found.", None),
     }
 }

@@ -63,6 +63,12 @@ fn key_bundle(host: &str, key: &StoredKey, v: &KeyVersion) -> Value {
     let mut map = key_properties(kid, key, v);
     map.remove("kid");
     map.insert("key".to_owned(), Value::Object(jwk));
+    if let Some(release) = &v.release {
+        map.insert(
+            "release_policy".to_owned(),
+            crate::release::policy_member(release),
+        );
+    }
     Value::Object(map)
 }
 

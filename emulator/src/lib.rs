@@ -17,6 +17,11 @@
 //! secret and key of the same version, as Key Vault does (a PFX is stored with an empty
 //! password).
 //!
+//! It also plays Azure Attestation for SEV-SNP guests (`POST /attest/SevSnpVm`, `GET /certs`,
+//! at [`Emulator::attestation_url`]), AMD's KDS for VCEKs (`GET /vcek/v1/...`), and Key
+//! Vault Secure Key Release (`POST /keys/{name}[/{version}]/release` of keys made with
+//! [`State::create_exportable_key`]); see `attestation` and `release` in the README.
+//!
 //! Run it in process with [`Emulator::start`] and drive it through [`Emulator::state`], or as
 //! the `keyvault-emulator` binary with its JSON admin API (see the crate README). It never
 //! logs, nor puts in a response or error, a secret value, a private key, PFX content or
@@ -26,21 +31,27 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod attestation;
 mod entra;
 mod keyvault;
 mod kvobjects;
 mod material;
 mod objects;
+mod release;
 mod respond;
 mod server;
 mod state;
 mod tls;
 
+pub use attestation::{
+    ATTEST_API_VERSION, ATTEST_HOST, ATTEST_TOKEN_LIFETIME_SECS, attestation_claims,
+};
 pub use entra::ASSERTION_TYPE;
 pub use keyvault::{VAULT_RESOURCE, VAULT_SUFFIX};
 pub use objects::{
     CertImportOptions, CertificateImport, CertificateSeed, KeyImportOptions, KeySeed, KeySpec,
 };
+pub use release::{ExportableKeySpec, release_policy};
 pub use server::{Emulator, EmulatorConfig, EmulatorError};
 pub use state::{
     ClientSpec, Counters, Fault, SecretSeed, SecretSpec, Seed, SeedParseError, State, StateError,

@@ -235,6 +235,9 @@ pub(crate) struct KeyVersion {
     pub(crate) material: KeyMaterial,
     pub(crate) key_ops: &'static [&'static str],
     pub(crate) exportable: bool,
+    /// The private key and release policy of an exportable key made by
+    /// [`State::create_exportable_key`].
+    pub(crate) release: Option<crate::release::Releasable>,
     /// Validity of the certificate, for a certificate's key.
     pub(crate) not_before: Option<i64>,
     pub(crate) expires: Option<i64>,
@@ -291,7 +294,7 @@ impl StoredCert {
     }
 }
 
-const RSA_OPS: &[&str] = &[
+pub(crate) const RSA_OPS: &[&str] = &[
     "encrypt",
     "decrypt",
     "sign",
@@ -299,7 +302,7 @@ const RSA_OPS: &[&str] = &[
     "wrapKey",
     "unwrapKey",
 ];
-const EC_OPS: &[&str] = &["sign", "verify"];
+pub(crate) const EC_OPS: &[&str] = &["sign", "verify"];
 const OCT_OPS: &[&str] = &["encrypt", "decrypt", "wrapKey", "unwrapKey"];
 const CERT_RSA_OPS: &[&str] = &[
     "sign",
@@ -310,7 +313,7 @@ const CERT_RSA_OPS: &[&str] = &[
     "decrypt",
 ];
 
-fn key_error(err: MaterialError) -> StateError {
+pub(crate) fn key_error(err: MaterialError) -> StateError {
     StateError::InvalidKey(err.to_string())
 }
 
@@ -318,7 +321,7 @@ fn cert_error(err: MaterialError) -> StateError {
     StateError::InvalidCertificate(err.to_string())
 }
 
-fn check_name(kind: &'static str, name: &str) -> Result<(), StateError> {
+pub(crate) fn check_name(kind: &'static str, name: &str) -> Result<(), StateError> {
     if valid_secret_name(name) {
         Ok(())
     } else {
@@ -415,7 +418,7 @@ impl State {
         f(stored)
     }
 
-    fn push_key(
+    pub(crate) fn push_key(
         &self,
         vault: &str,
         name: &str,
@@ -459,6 +462,7 @@ impl State {
             material,
             key_ops,
             exportable: false,
+            release: None,
             not_before: None,
             expires: None,
             enabled: spec.enabled,
@@ -498,6 +502,7 @@ impl State {
             material: KeyMaterial::Public(key),
             key_ops,
             exportable: false,
+            release: None,
             not_before: None,
             expires: None,
             enabled: opts.enabled,
@@ -708,6 +713,7 @@ impl State {
                     material: KeyMaterial::Public(leaf.key.clone()),
                     key_ops,
                     exportable: true,
+                    release: None,
                     not_before: Some(leaf.not_before),
                     expires: Some(leaf.not_after),
                     enabled: opts.enabled,

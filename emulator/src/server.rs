@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::respond::{Req, Resp, kv_error};
 use crate::state::{Seed, State, StateError};
 use crate::tls::{self, TlsError};
-use crate::{admin, entra, keyvault};
+use crate::{admin, attestation, entra, keyvault};
 
 /// Largest request body read (admin seeds can be large; Key Vault bodies are small).
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -174,6 +174,20 @@ impl Emulator {
         format!("https://login.localhost:{}", self.port())
     }
 
+    /// `https://attest.localhost:PORT`, the attestation service (Azure Attestation's
+    /// `POST /attest/SevSnpVm?api-version=2022-08-01`, `GET /certs`) and the `iss` of its
+    /// tokens, hence the `authority` of release policies.
+    pub fn attestation_url(&self) -> String {
+        attestation::issuer(self.port())
+    }
+
+    /// `https://attest.localhost:PORT`, the AMD KDS stand-in: `GET
+    /// {kds_url}/vcek/v1/{product}/{hwid hex}?blSPL=..` answers VCEKs added with
+    /// [`State::add_vcek`] (the value for the daemon's `--attestation-vcek-url`).
+    pub fn kds_url(&self) -> String {
+        attestation::issuer(self.port())
+    }
+
     /// Stops accepting, ends every open connection, and waits for the server task.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -285,6 +299,8 @@ async fn dispatch(ctx: &Ctx, peer: SocketAddr, req: Request<Incoming>) -> Resp {
 
     let (kind, resp) = if req.path == "/admin" || req.path.starts_with("/admin/") {
         ("admin", admin::handle(ctx, &req))
+    } else if attestation::is_attestation_path(&req.path) {
+        ("attestation", attestation::handle(ctx, &req).await)
     } else if let Some(tenant) = entra::token_path_tenant(&req.path) {
         ("token", entra::handle(ctx, &req, tenant).await)
     } else {

@@ -276,6 +276,13 @@ pub struct Counters {
     pub challenges: u64,
     /// Key Vault requests that reached a known vault, whatever their outcome.
     pub total: u64,
+    /// `POST /attest/SevSnpVm` requests that were answered (accepted or rejected).
+    #[serde(default)]
+    pub attestations: u64,
+    /// Key Vault `POST /keys/{name}[/{version}]/release` requests that reached a known vault
+    /// and were authenticated, whatever their outcome.
+    #[serde(default)]
+    pub releases: u64,
 }
 
 /// A fault to inject into the next `count` matching requests.
@@ -398,6 +405,7 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     pub(crate) faults: Vec<Fault>,
     pub(crate) last_assertions: HashMap<String, String>,
+    pub(crate) attestation: crate::attestation::AttestConfig,
 }
 
 impl Inner {
@@ -443,6 +451,8 @@ impl Inner {
 /// The emulator's shared state. Cheap to share as `Arc<State>`; every method takes `&self`.
 pub struct State {
     inner: Mutex<Inner>,
+    /// The attestation and key-release signing key, generated on first use.
+    signer: std::sync::OnceLock<std::sync::Arc<crate::attestation::Signer>>,
 }
 
 impl fmt::Debug for State {
@@ -468,6 +478,7 @@ impl State {
     pub fn new() -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
+            signer: std::sync::OnceLock::new(),
         }
     }
 
@@ -475,6 +486,18 @@ impl State {
     /// matters to a test server, so a poisoned lock is simply taken over.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The attestation signing key, generated on first use (two racing first uses may both
+    /// generate; one wins and is kept).
+    pub(crate) fn attestation_signer(
+        &self,
+    ) -> Result<std::sync::Arc<crate::attestation::Signer>, String> {
+        if let Some(signer) = self.signer.get() {
+            return Ok(std::sync::Arc::clone(signer));
+        }
+        let fresh = std::sync::Arc::new(crate::attestation::Signer::generate()?);
+        Ok(std::sync::Arc::clone(self.signer.get_or_init(|| fresh)))
     }
 
     /// Adds a client to the token endpoint, replacing any client with the same id.

@@ -15,9 +15,10 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Names the leaf certificate is valid for.
-pub const LEAF_SANS: [&str; 4] = [
+pub const LEAF_SANS: [&str; 5] = [
     "*.vault.localhost",
     "login.localhost",
+    "attest.localhost",
     "localhost",
     "127.0.0.1",
 ];

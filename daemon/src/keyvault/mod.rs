@@ -7,11 +7,18 @@
 //! [`RetryPolicy`] (the SDK's own retry is off), then per try: the SDK's
 //! bearer-token policy, `RecordCause` ([`LAST_CAUSE`]), [`InFlight`] (the
 //! per-vault concurrency cap and request metrics), the transport.
+//!
+//! SEV-SNP Secure Key Release: [`AttestationClient`] (Azure Attestation, `attestation`)
+//! turns evidence into a token, and [`KeyVault::release_key`] (`release`) presents it to
+//! Key Vault and unwraps the released key with the runtime key from
+//! [`generate_runtime_key`].
 
+mod attestation;
 pub mod convert;
 mod error;
 mod fetch;
 mod inflight;
+mod release;
 mod retry;
 mod transport;
 
@@ -26,9 +33,13 @@ use azure_security_keyvault_certificates::{CertificateClient, CertificateClientO
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
+pub use attestation::{
+    ATTEST_API_VERSION, AttestError, AttestationClient, AttestationToken, SnpEvidence,
+};
 pub use error::{Cause, classify};
 pub use fetch::{FetchError, FetchErrorKind, VolumeContent, object_key, render_volume};
 pub use inflight::{InFlight, TOKEN_PATH_SUFFIX, operation};
+pub use release::{RELEASE_ENC, ReleaseError, generate_runtime_key, unwrap_released_key};
 pub use retry::{DEADLINE, RETRY_STATUSES, RetryPolicy, retry_after};
 pub use transport::{
     LoopbackResolver, TransportError, VaultletHttp, build_http_client, is_localhost,

@@ -95,6 +95,7 @@ fn builder(em: &Emulator) -> reqwest::ClientBuilder {
         "kv2.vault.localhost",
         "nope.vault.localhost",
         "login.localhost",
+        "attest.localhost",
         "localhost",
     ] {
         builder = builder.resolve(host, em.addr());
