@@ -186,6 +186,29 @@ fn policy_file_can_allow_debug() {
 }
 
 #[test]
+fn report_prints_every_field_of_a_file_source() {
+    let Some(d) = vectors("report_prints_every_field_of_a_file_source") else {
+        return;
+    };
+    let source = format!("file:{}", d.join("milan-virtee/report.hex").display());
+    let o = vaultlet(&["attest", "report", "--source", &source]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(line(&out, "measurement").ends_with(
+        "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f"
+    ));
+    for field in [
+        "version: 2",
+        "vmpl: 0",
+        "signature_algo: 1",
+        "current_version: 1.52.4",
+    ] {
+        assert!(out.lines().any(|l| l == field), "{field} in:\n{out}");
+    }
+    assert_eq!(out.lines().count(), 30, "{out}");
+}
+
+#[test]
 fn missing_file_is_exit_2() {
     let o = vaultlet(&["attest", "verify", "--report", "/nonexistent/report.bin"]);
     assert_eq!(o.status.code(), Some(2));
