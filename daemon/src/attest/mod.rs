@@ -3,7 +3,7 @@
 //! result for confidential volumes (`vaultlet.dev/attestation: sev-snp`).
 //!
 //! - [`source`]: where evidence comes from (`--attestation-source`):
-//!   [`sev_guest`], [`tsm`], [`vtpm`], [`file`], and `sim` (feature `sim`,
+//!   [`sev_guest`], [`tsm`], [`vtpm`], [`file`](mod@file), and `sim` (feature `sim`,
 //!   tests only).
 //! - [`certtable`]: the host's certificate table; [`kds`]: the AMD KDS
 //!   fallback for certificates.

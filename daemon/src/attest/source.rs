@@ -23,7 +23,7 @@ pub enum SourceSpec {
     Tsm,
     /// The Azure CVM vTPM HCL report.
     Vtpm,
-    /// A report read from a file (offline use; see [`file`]).
+    /// A report read from a file (offline use; see [`file`](mod@super::file)).
     File(PathBuf),
     /// Synthetic reports signed with a test key (feature `sim`, tests only).
     Sim(PathBuf),
