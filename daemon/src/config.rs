@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::attest::{AttestationConfig, SourceSpec};
 use crate::params::{Backend, parse_size};
 
 /// Delivery backend flag value.
@@ -122,6 +123,42 @@ pub struct ServeArgs {
     /// retries waiting out a backoff hold no slot. Must be at least 1.
     #[arg(long, env = "VAULTLET_KEYVAULT_MAX_CONCURRENCY", default_value_t = 8)]
     pub keyvault_max_concurrency: usize,
+
+    /// Where this node's SEV-SNP evidence comes from, for confidential
+    /// volumes: `auto` (sev-guest, then tsm, then vtpm), `sev-guest`
+    /// (/dev/sev-guest), `tsm` (configfs-tsm), `vtpm` (Azure CVM HCL report),
+    /// `file:PATH` (offline replay). Consulted only when a confidential
+    /// volume is published.
+    #[arg(long, env = "VAULTLET_ATTESTATION_SOURCE", default_value = "auto")]
+    pub attestation_source: String,
+
+    /// SEV-SNP appraisal policy, YAML or JSON (vaultlet-snp schema). The
+    /// default policy (no debug, no migration agent, VMPL 0) when absent.
+    #[arg(long, env = "VAULTLET_ATTESTATION_POLICY")]
+    pub attestation_policy: Option<PathBuf>,
+
+    /// Azure Attestation endpoint (`https://…`) for key release.
+    #[arg(long, env = "VAULTLET_ATTESTATION_SERVICE")]
+    pub attestation_service: Option<String>,
+
+    /// PEM file of extra SEV-SNP root certificates (ARKs) trusted besides
+    /// AMD's pinned ones. Development and tests only: logged at warn, and
+    /// verdicts relying on one say `non-AMD root`.
+    #[arg(long, env = "VAULTLET_ATTESTATION_EXTRA_ROOTS")]
+    pub attestation_extra_roots: Option<PathBuf>,
+
+    /// AMD Key Distribution Service base URL, for VCEK and ASK/ARK when the
+    /// evidence carries none.
+    #[arg(
+        long,
+        env = "VAULTLET_ATTESTATION_VCEK_URL",
+        default_value = "https://kdsintf.amd.com"
+    )]
+    pub attestation_vcek_url: String,
+
+    /// Evidence older than this is gathered and verified again.
+    #[arg(long, env = "VAULTLET_ATTESTATION_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub attestation_max_age: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -187,6 +224,8 @@ pub struct Config {
     pub rotation_poll_interval: Duration,
     /// Concurrent requests per vault host (at least 1).
     pub keyvault_max_concurrency: usize,
+    /// SEV-SNP attestation settings (`--attestation-*`).
+    pub attestation: AttestationConfig,
 }
 
 /// CSI plugin name rule (CSI spec, GetPluginInfo): at most 63 characters,
@@ -270,7 +309,9 @@ impl TryFrom<ServeArgs> for Config {
                     .map_err(|_| invalid("metrics-addr", "expected IP:PORT or empty"))?,
             ),
         };
+        let attestation = attestation_config(&a)?;
         Ok(Config {
+            attestation,
             socket_path,
             node_id: a.node_id,
             driver_name: a.driver_name,
@@ -289,6 +330,79 @@ impl TryFrom<ServeArgs> for Config {
             keyvault_max_concurrency: a.keyvault_max_concurrency,
         })
     }
+}
+
+/// The `--attestation-*` flags, with the policy and extra roots read.
+fn attestation_config(a: &ServeArgs) -> Result<AttestationConfig, ConfigError> {
+    let source =
+        SourceSpec::parse(&a.attestation_source).map_err(|r| invalid("attestation-source", r))?;
+    let policy = match &a.attestation_policy {
+        None => vaultlet_snp::Policy::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid("attestation-policy", format!("{}: {e}", path.display())))?;
+            let parsed = if text.trim_start().starts_with('{') {
+                vaultlet_snp::Policy::from_json(&text)
+            } else {
+                vaultlet_snp::Policy::from_yaml(&text)
+            };
+            parsed.map_err(|e| invalid("attestation-policy", format!("{}: {e}", path.display())))?
+        }
+    };
+    let service = match a.attestation_service.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => {
+            let u = url::Url::parse(s)
+                .map_err(|e| invalid("attestation-service", format!("not a URL ({e})")))?;
+            if u.scheme() != "https" {
+                return Err(invalid("attestation-service", "must use https"));
+            }
+            Some(s.trim_end_matches('/').to_string())
+        }
+    };
+    let extra_roots = match &a.attestation_extra_roots {
+        None => Vec::new(),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                invalid(
+                    "attestation-extra-roots",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            let roots = vaultlet_snp::certs::split_pem(&pem).map_err(|e| {
+                invalid(
+                    "attestation-extra-roots",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            if roots.is_empty() {
+                return Err(invalid(
+                    "attestation-extra-roots",
+                    format!("{}: no PEM certificate", path.display()),
+                ));
+            }
+            roots
+        }
+    };
+    let vcek_url = url::Url::parse(a.attestation_vcek_url.trim())
+        .map_err(|e| invalid("attestation-vcek-url", format!("not a URL ({e})")))?;
+    if vcek_url.scheme() != "https" {
+        return Err(invalid("attestation-vcek-url", "must use https"));
+    }
+    Ok(AttestationConfig {
+        source,
+        policy,
+        policy_file: a.attestation_policy.clone(),
+        service,
+        extra_roots,
+        extra_roots_file: a.attestation_extra_roots.clone(),
+        vcek_url: a
+            .attestation_vcek_url
+            .trim()
+            .trim_end_matches('/')
+            .to_string(),
+        max_age: a.attestation_max_age,
+    })
 }
 
 #[cfg(test)]
@@ -326,6 +440,55 @@ mod tests {
         assert_eq!(c.rotation_poll_interval, Duration::from_secs(120));
         assert_eq!(c.backend, Backend::Tmpfs);
         assert_eq!(c.keyvault_max_concurrency, 8);
+    }
+
+    #[test]
+    fn attestation_defaults_and_flag_errors() {
+        let c = parse(&["--node-id", "n"]).expect("valid");
+        assert_eq!(c.attestation.source, SourceSpec::Auto);
+        assert_eq!(c.attestation.vcek_url, "https://kdsintf.amd.com");
+        assert_eq!(c.attestation.max_age, Duration::from_secs(600));
+        assert_eq!(c.attestation.policy, vaultlet_snp::Policy::default());
+        assert!(c.attestation.extra_roots.is_empty());
+        for (flag, value) in [
+            ("--attestation-source", "tpm"),
+            ("--attestation-policy", "/nonexistent/policy.yaml"),
+            ("--attestation-extra-roots", "/nonexistent/roots.pem"),
+            ("--attestation-vcek-url", "http://kds.example"),
+            ("--attestation-service", "not a url"),
+        ] {
+            let err = parse(&["--node-id", "n", flag, value]).expect_err(flag);
+            assert!(err.contains(flag), "{err}");
+        }
+        assert!(parse(&["--node-id", "n", "--attestation-max-age", "0s"]).is_err());
+    }
+
+    #[test]
+    fn attestation_policy_file_is_parsed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = dir.path().join("p.yaml");
+        std::fs::write(&p, "debug_allowed: true\nvmpl: null\n").expect("write");
+        let c = parse(&[
+            "--node-id",
+            "n",
+            "--attestation-policy",
+            p.to_str().expect("utf-8"),
+            "--attestation-source",
+            "file:/r.bin",
+        ])
+        .expect("valid");
+        assert!(c.attestation.policy.debug_allowed);
+        assert_eq!(c.attestation.policy.vmpl, None);
+        assert_eq!(c.attestation.source, SourceSpec::File("/r.bin".into()));
+        std::fs::write(&p, "debug: yes\n").expect("write");
+        let err = parse(&[
+            "--node-id",
+            "n",
+            "--attestation-policy",
+            p.to_str().expect("utf-8"),
+        ])
+        .expect_err("unknown key");
+        assert!(err.contains("--attestation-policy"), "{err}");
     }
 
     #[test]

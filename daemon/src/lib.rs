@@ -1,7 +1,8 @@
 //! vaultlet: a CSI node daemon that delivers Azure Key Vault objects into pod
 //! volumes, keeping plaintext only in memory.
 //!
-//! Module map (DESIGN §2): `params` parses volume attributes, `auth` picks
+//! Module map (DESIGN §2): `params` parses volume attributes, `attest`
+//! gathers and verifies the node's SEV-SNP evidence, `auth` picks
 //! and caches the identity, `keyvault` fetches through the official Azure
 //! SDK, `store` holds secret buffers, `mount` writes and tears down volumes,
 //! `volume` tracks published volumes, `csi` serves the gRPC API,
@@ -9,6 +10,7 @@
 //! `demo` (feature `demo`) plays the whole job locally.
 #![warn(missing_docs)]
 
+pub mod attest;
 pub mod auth;
 pub mod config;
 pub mod csi;

@@ -1,4 +1,5 @@
-//! `vaultlet` binary: parses flags, installs tracing, runs `serve` or `demo`.
+//! `vaultlet` binary: parses flags, installs tracing, runs `serve`, `attest`
+//! or `demo`.
 
 use std::process::ExitCode;
 
@@ -25,6 +26,9 @@ struct Cli {
 enum Command {
     /// Serve the CSI node API on a unix socket (the DaemonSet's main process).
     Serve(Box<ServeArgs>),
+    /// SEV-SNP attestation tools: print this node's report, verify evidence.
+    #[command(subcommand)]
+    Attest(vaultlet::attest::cli::AttestCommand),
     /// Run the whole job locally: a Key Vault emulator, the daemon on a temp
     /// socket, and a simulated kubelet publishing and unpublishing one pod.
     #[cfg(feature = "demo")]
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
+        Command::Attest(cmd) => return ExitCode::from(vaultlet::attest::cli::run(cmd)),
         #[cfg(feature = "demo")]
         Command::Demo { backend } => {
             init_tracing(LogFormat::Text);

@@ -13,6 +13,7 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tracing::info;
 
+use crate::attest::Attestor;
 use crate::config::Config;
 use crate::csi::{ControllerService, IdentityService, NodeService};
 use crate::keyvault::{KeyVault, TransportError};
@@ -137,6 +138,11 @@ pub async fn serve_with(
     let registry = Arc::new(Registry::open(&config.state_dir)?);
     let metrics = Arc::new(Metrics::default());
     let keyvault = Arc::new(KeyVault::new(&config, metrics.clone())?);
+    // Lazy: nothing is gathered until a confidential volume asks.
+    let attestor = Arc::new(Attestor::new(
+        config.attestation.clone(),
+        keyvault.http().clone(),
+    ));
     metrics.published.set(registry.len() as i64);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -167,8 +173,10 @@ pub async fn serve_with(
         mounter,
         fuse,
         metrics.clone(),
+        attestor.clone(),
     );
     let rotation = tokio::spawn(node.clone().run_rotation());
+    let reattest = tokio::spawn(attestor.run_refresh());
     metrics.set_ready(true);
     info!(
         socket = %config.socket_path.display(),
@@ -187,6 +195,7 @@ pub async fn serve_with(
         .await;
     metrics.set_ready(false);
     rotation.abort();
+    reattest.abort();
     let _ = stop_tx.send(true);
     remove_own_socket(&config.socket_path, socket_inode);
     info!("stopped; published volumes stay mounted");

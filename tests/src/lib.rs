@@ -185,6 +185,7 @@ pub fn test_config(dir: &Path, emulator: &Emulator) -> Config {
         publish_timeout: Duration::from_secs(60),
         rotation_poll_interval: Duration::from_secs(120),
         keyvault_max_concurrency: 8,
+        attestation: Default::default(),
     }
 }
 

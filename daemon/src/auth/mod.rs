@@ -441,6 +441,7 @@ mod tests {
             objects: vec![],
             backend: None,
             tmpfs_size: None,
+            attestation: None,
             pod: PodInfo {
                 name: Some("p".into()),
                 namespace: "ns1".into(),

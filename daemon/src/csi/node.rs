@@ -16,7 +16,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::status::CsiError;
 use super::target::{TargetPath, parse_target};
-use crate::auth::{IdentityKey, select_identity};
+use crate::attest::{Attestor, NodeAttestation};
+use crate::auth::{Identity, IdentityKey, select_identity};
 use crate::config::Config;
 use crate::keyvault::{KeyVault, LAST_CAUSE, VolumeContent, render_volume};
 use crate::mount::fuse::{FUSE_DEVICE, FuseBackend};
@@ -42,6 +43,7 @@ struct Inner {
     mounter: Arc<dyn Mounter>,
     fuse: Arc<FuseBackend>,
     metrics: Arc<Metrics>,
+    attestor: Arc<Attestor>,
     live: Mutex<HashMap<PathBuf, LiveVolume>>,
 }
 
@@ -111,7 +113,8 @@ struct PublishPlan {
 }
 
 impl NodeService {
-    /// Builds the service.
+    /// Builds the service. `attestor` is consulted only for confidential
+    /// volumes.
     pub fn new(
         config: Arc<Config>,
         keyvault: Arc<KeyVault>,
@@ -119,6 +122,7 @@ impl NodeService {
         mounter: Arc<dyn Mounter>,
         fuse: Arc<FuseBackend>,
         metrics: Arc<Metrics>,
+        attestor: Arc<Attestor>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -128,6 +132,7 @@ impl NodeService {
                 mounter,
                 fuse,
                 metrics,
+                attestor,
                 live: Mutex::new(HashMap::new()),
             }),
         }
@@ -215,7 +220,39 @@ fn check_capability(cap: Option<&VolumeCapability>) -> Result<Vec<u8>, CsiError>
     Ok(cap.encode_to_vec())
 }
 
+/// Fetches the volume's `release: true` objects by Secure Key Release to
+/// the attested node. Not wired yet: the attestation service client and
+/// key release land separately.
+async fn fetch_released_objects(
+    _keyvault: &KeyVault,
+    _params: &VolumeParams,
+    _identity: &Identity,
+    _attestation: &NodeAttestation,
+) -> Result<(), CsiError> {
+    Err(CsiError::Precondition(
+        "key release is not wired yet".into(),
+    ))
+}
+
 impl Inner {
+    /// For a confidential volume: the node's attestation, which must be
+    /// accepted under the policy (FAILED_PRECONDITION naming the failed
+    /// check otherwise). `None` for ordinary volumes, which never consult
+    /// the attestor.
+    async fn attestation_for(
+        &self,
+        params: &VolumeParams,
+    ) -> Result<Option<Arc<NodeAttestation>>, CsiError> {
+        if params.attestation.is_none() {
+            return Ok(None);
+        }
+        self.attestor
+            .require_accepted()
+            .await
+            .map(Some)
+            .map_err(CsiError::Precondition)
+    }
+
     fn plan(&self, req: NodePublishVolumeRequest) -> Result<PublishPlan, CsiError> {
         let volume_id = required(&req.volume_id, "volume_id")?.to_string();
         let target_raw = required(&req.target_path, "target_path")?;
@@ -325,6 +362,12 @@ impl Inner {
                         crate::warn_limited!(error = %e, "republish: no usable identity; keeping the volume");
                     }
                 }
+                // A confidential volume is refreshed only while the node
+                // still attests; otherwise the old files stay (DESIGN §7).
+                if let Err(e) = self.attestation_for(&plan.params).await {
+                    crate::warn_limited!(error = %e, "republish: not refreshing a confidential volume");
+                    return Ok(());
+                }
                 // Refresh what is older than one interval; a failure keeps
                 // the old files and the call is OK (DESIGN §7).
                 let refresh = self.refresh_locked(&target, RefreshMode::Republish);
@@ -339,12 +382,20 @@ impl Inner {
             crate::warn_limited!("published volume lost its mount; publishing again");
             self.registry.remove(&target)?;
         }
+        // A confidential volume is served only while the node's evidence
+        // verifies; nothing is fetched otherwise.
+        let attestation = self.attestation_for(&plan.params).await?;
         let identity = select_identity(
             &plan.params,
             &plan.secrets,
             &plan.volume_context,
             &authority,
         )?;
+        if let Some(attestation) = &attestation
+            && plan.params.objects.iter().any(|o| o.is_released())
+        {
+            fetch_released_objects(&self.keyvault, &plan.params, &identity, attestation).await?;
+        }
 
         // Fetch everything before touching the target: a failure leaves
         // nothing behind.
@@ -593,6 +644,14 @@ impl Inner {
             .map(|(i, _)| i)
             .collect();
         let mut leases = vol.leases.clone();
+        if !due.is_empty()
+            && vol.params.attestation.is_some()
+            && let Err(e) = self.attestation_for(&vol.params).await
+        {
+            counts.skipped = due.len() as u32;
+            crate::warn_limited!(error = %e, "refresh of a confidential volume skipped");
+            return counts;
+        }
         if !due.is_empty() && !self.keyvault.can_refresh(&vol.identity) {
             counts.skipped = due.len() as u32;
             debug!(

@@ -132,6 +132,7 @@ async fn run_async(backend: Backend) -> anyhow::Result<()> {
         publish_timeout: Duration::from_secs(60),
         rotation_poll_interval: Duration::from_secs(120),
         keyvault_max_concurrency: 8,
+        attestation: Default::default(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(crate::server::serve(config, async {

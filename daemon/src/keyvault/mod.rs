@@ -96,6 +96,7 @@ impl Policy for RecordCause {
 
 /// Key Vault access for the whole daemon.
 pub struct KeyVault {
+    http: reqwest::Client,
     transport: Transport,
     retry: Arc<RetryPolicy>,
     inflight: Arc<InFlight>,
@@ -129,6 +130,7 @@ impl KeyVault {
             bytes: metrics.cached_bytes.clone(),
         };
         Ok(Self {
+            http: http.clone(),
             transport: Transport::new(Arc::new(VaultletHttp(http))),
             retry: Arc::new(RetryPolicy::default()),
             inflight: Arc::new(InFlight::new(metrics, config.keyvault_max_concurrency)),
@@ -139,6 +141,12 @@ impl KeyVault {
             clients: Mutex::new(HashMap::new()),
             cache: ObjectCache::new(gauges),
         })
+    }
+
+    /// The shared HTTP client (extra CA, `*.localhost`, idle timeout), for
+    /// the daemon's other HTTPS calls (AMD KDS, attestation).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The node's object cache.
@@ -327,6 +335,7 @@ mod tests {
             publish_timeout: Duration::from_secs(90),
             rotation_poll_interval: Duration::from_secs(120),
             keyvault_max_concurrency: 8,
+            attestation: Default::default(),
         }
     }
 
@@ -341,6 +350,7 @@ mod tests {
             objects: vec![],
             backend: None,
             tmpfs_size: None,
+            attestation: None,
             pod: PodInfo {
                 name: None,
                 namespace: "ns".into(),

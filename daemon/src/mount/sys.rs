@@ -1,5 +1,6 @@
-//! The only module of the daemon that may use `unsafe`: memory locking and
-//! process hardening. Mount syscalls go through `nix`'s safe wrappers.
+//! The only module of the daemon that may use `unsafe`: memory locking,
+//! process hardening and the SEV-SNP guest ioctl. Mount syscalls go
+//! through `nix`'s safe wrappers.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -213,6 +214,130 @@ fn pin_mmap_threshold() {
     }
 }
 
+/// `struct snp_report_req` (linux `include/uapi/linux/sev-guest.h`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct SnpReportReq {
+    user_data: [u8; 64],
+    vmpl: u32,
+    rsvd: [u8; 28],
+}
+
+/// `struct snp_ext_report_req`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct SnpExtReportReq {
+    data: SnpReportReq,
+    certs_address: u64,
+    certs_len: u32,
+}
+
+/// `struct snp_guest_request_ioctl` (the union read as `exitinfo2`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnpGuestRequestIoctl {
+    msg_version: u8,
+    req_data: u64,
+    resp_data: u64,
+    exitinfo2: u64,
+}
+
+nix::ioctl_readwrite!(
+    /// `SNP_GET_EXT_REPORT` = `_IOWR('S', 0x2, struct snp_guest_request_ioctl)`.
+    snp_get_ext_report_raw,
+    b'S',
+    0x2,
+    SnpGuestRequestIoctl
+);
+
+/// Size of `struct snp_report_resp`.
+pub const SNP_REPORT_RESP_LEN: usize = 4000;
+
+/// `SNP_GUEST_VMM_ERR_INVALID_LEN`: the certificate buffer is too small;
+/// `certs_len` then holds the size needed.
+pub const SNP_GUEST_VMM_ERR_INVALID_LEN: u32 = 1;
+
+/// What one `SNP_GET_EXT_REPORT` call gave.
+#[derive(Debug)]
+pub enum ExtReport {
+    /// The `snp_report_resp` bytes (`MSG_REPORT_RSP`: status, size, report
+    /// at 0x20); the certificate table was written into the caller's
+    /// buffer.
+    Done(Box<[u8; SNP_REPORT_RESP_LEN]>),
+    /// The buffer was too small: this many bytes are needed.
+    NeedCerts(usize),
+}
+
+/// The failure of the ioctl: errno plus the firmware and VMM error codes.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "SNP_GET_EXT_REPORT failed: {errno} (firmware error {fw_error:#x}, vmm error {vmm_error:#x})"
+)]
+pub struct SnpIoctlError {
+    /// The errno.
+    pub errno: nix::errno::Errno,
+    /// The firmware's status (low half of `exitinfo2`).
+    pub fw_error: u32,
+    /// The hypervisor's status (high half of `exitinfo2`).
+    pub vmm_error: u32,
+}
+
+/// Issues `SNP_GET_EXT_REPORT` on an open `/dev/sev-guest`: a report with
+/// `user_data` as REPORT_DATA at `vmpl`, the host's certificate table into
+/// `certs` (whose length must be a multiple of the page size, or zero for
+/// no table).
+///
+/// # Errors
+/// [`SnpIoctlError`], except for a too-small `certs`, which is
+/// [`ExtReport::NeedCerts`].
+pub fn snp_get_ext_report(
+    fd: std::os::fd::BorrowedFd<'_>,
+    user_data: &[u8; 64],
+    vmpl: u32,
+    certs: &mut [u8],
+) -> Result<ExtReport, SnpIoctlError> {
+    use std::os::fd::AsRawFd;
+    let mut resp = Box::new([0u8; SNP_REPORT_RESP_LEN]);
+    let mut req = SnpExtReportReq {
+        data: SnpReportReq {
+            user_data: *user_data,
+            vmpl,
+            rsvd: [0; 28],
+        },
+        certs_address: if certs.is_empty() {
+            0
+        } else {
+            certs.as_mut_ptr() as u64
+        },
+        certs_len: u32::try_from(certs.len()).unwrap_or(u32::MAX),
+    };
+    let mut arg = SnpGuestRequestIoctl {
+        msg_version: 1,
+        req_data: std::ptr::addr_of_mut!(req) as u64,
+        resp_data: resp.as_mut_ptr() as u64,
+        exitinfo2: 0,
+    };
+    // SAFETY: `arg` is a valid `snp_guest_request_ioctl` whose `req_data`
+    // points to `req` (a live `snp_ext_report_req`) and `resp_data` to a
+    // live 4000-byte buffer; `req.certs_address`/`certs_len` describe the
+    // caller's exclusively borrowed `certs` slice (or are 0). All of them
+    // outlive the call, and the kernel writes only within those sizes.
+    let result = unsafe { snp_get_ext_report_raw(fd.as_raw_fd(), &mut arg) };
+    let fw_error = (arg.exitinfo2 & 0xffff_ffff) as u32;
+    let vmm_error = (arg.exitinfo2 >> 32) as u32;
+    match result {
+        Ok(_) => Ok(ExtReport::Done(resp)),
+        Err(_) if vmm_error == SNP_GUEST_VMM_ERR_INVALID_LEN => {
+            Ok(ExtReport::NeedCerts(req.certs_len as usize))
+        }
+        Err(errno) => Err(SnpIoctlError {
+            errno,
+            fw_error,
+            vmm_error,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +373,16 @@ mod tests {
         assert_eq!(r.as_slice(), b"0123456789");
         assert_eq!(r.as_slice().as_ptr() as usize % 4096, 0, "page-aligned");
         assert!(SecretRegion::new(0).is_none());
+    }
+
+    #[test]
+    fn snp_ioctl_structs_match_the_kernel_layout() {
+        assert_eq!(std::mem::size_of::<SnpReportReq>(), 96);
+        assert_eq!(std::mem::size_of::<SnpExtReportReq>(), 112);
+        assert_eq!(std::mem::size_of::<SnpGuestRequestIoctl>(), 32);
+        // _IOWR('S', 2, 32 bytes) = 0xc0205302.
+        let nr = nix::request_code_readwrite!(b'S', 0x2, 32);
+        assert_eq!(nr, 0xc020_5302);
     }
 
     #[test]

@@ -30,6 +30,7 @@ const USER_ASSIGNED_IDENTITY_ID: &str = "userAssignedIdentityID";
 const OBJECTS: &str = "objects";
 const BACKEND: &str = "vaultlet.dev/backend";
 const TMPFS_SIZE: &str = "vaultlet.dev/tmpfs-size";
+const ATTESTATION: &str = "vaultlet.dev/attestation";
 const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
 const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
 const POD_UID: &str = "csi.storage.k8s.io/pod.uid";
@@ -76,6 +77,7 @@ const ATTRIBUTES: &[(&str, Treatment)] = &[
     (OBJECTS, Treatment::Read),
     (BACKEND, Treatment::Read),
     (TMPFS_SIZE, Treatment::Read),
+    (ATTESTATION, Treatment::Read),
     (POD_NAME, Treatment::Read),
     (POD_NAMESPACE, Treatment::Read),
     (POD_UID, Treatment::Read),
@@ -188,6 +190,14 @@ pub enum Backend {
     Fuse,
 }
 
+/// What a confidential volume requires of the node
+/// (`vaultlet.dev/attestation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attestation {
+    /// `sev-snp`: the node's SEV-SNP evidence must verify under the policy.
+    SevSnp,
+}
+
 /// Pod information kubelet passes with `podInfoOnMount`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PodInfo {
@@ -225,6 +235,8 @@ pub struct VolumeParams {
     pub backend: Option<Backend>,
     /// `vaultlet.dev/tmpfs-size` in bytes, if set.
     pub tmpfs_size: Option<u64>,
+    /// `vaultlet.dev/attestation`: set on confidential volumes.
+    pub attestation: Option<Attestation>,
     /// Kubelet's pod keys.
     pub pod: PodInfo,
 }
@@ -300,7 +312,25 @@ pub fn parse_volume_context(ctx: &HashMap<String, String>) -> Result<VolumeParam
         })
         .transpose()?;
 
+    let attestation = get(ATTESTATION)
+        .map(|a| {
+            a.eq_ignore_ascii_case("sev-snp")
+                .then_some(Attestation::SevSnp)
+                .ok_or_else(|| invalid(ATTESTATION, "must be sev-snp"))
+        })
+        .transpose()?;
+
     let objects = parse_objects(required(OBJECTS)?)?;
+    if attestation.is_none()
+        && let Some(o) = objects.iter().find(|o| o.release.is_some())
+    {
+        return Err(ParamsError::Object {
+            index: o.index,
+            key: "release".to_owned(),
+            name: Some(o.name.clone()),
+            reason: format!("applies only to confidential volumes ({ATTESTATION}: sev-snp)"),
+        });
+    }
 
     Ok(VolumeParams {
         keyvault_name: keyvault_name.to_ascii_lowercase(),
@@ -312,6 +342,7 @@ pub fn parse_volume_context(ctx: &HashMap<String, String>) -> Result<VolumeParam
         objects,
         backend,
         tmpfs_size,
+        attestation,
         pod,
     })
 }
@@ -548,6 +579,32 @@ mod tests {
         assert_eq!(p.pod.name.as_deref(), Some("web-0"));
         assert_eq!(p.pod.service_account_name.as_deref(), Some("web"));
         assert!(p.pod.ephemeral);
+    }
+
+    #[test]
+    fn attestation_attribute_marks_confidential_volumes() {
+        let p = parse_volume_context(&ctx(&[(ATTESTATION, "SEV-SNP")])).expect("valid");
+        assert_eq!(p.attestation, Some(Attestation::SevSnp));
+        assert_eq!(
+            parse_volume_context(&ctx(&[])).expect("valid").attestation,
+            None
+        );
+        let err = parse_err(&ctx(&[(ATTESTATION, "tdx-secret-value")]));
+        assert_invalid(&err, ATTESTATION, "tdx-secret-value");
+    }
+
+    #[test]
+    fn release_outside_a_confidential_volume_names_the_object_key() {
+        let objects = "array:\n  - |\n    objectName: s1\n    objectType: secret\n  - |\n    objectName: k1\n    objectType: key\n    release: true\n";
+        let err = parse_err(&ctx(&[(OBJECTS, objects)]));
+        assert!(err.to_string().starts_with("objects[1].release"), "{err}");
+        let p = parse_volume_context(&ctx(&[(OBJECTS, objects), (ATTESTATION, "sev-snp")]))
+            .expect("valid");
+        assert!(p.objects[1].is_released());
+        let objects =
+            "array:\n  - |\n    objectName: s1\n    objectType: secret\n    release: false\n";
+        let err = parse_err(&ctx(&[(OBJECTS, objects)]));
+        assert!(err.to_string().starts_with("objects[0].release"), "{err}");
     }
 
     #[test]

@@ -14,8 +14,8 @@ mod path;
 mod size;
 
 pub use attributes::{
-    Backend, Cloud, KUBELET_PREFIX, PodInfo, SERVICE_ACCOUNT_TOKENS, VAULTLET_PREFIX, VolumeParams,
-    parse_volume_context,
+    Attestation, Backend, Cloud, KUBELET_PREFIX, PodInfo, SERVICE_ACCOUNT_TOKENS, VAULTLET_PREFIX,
+    VolumeParams, parse_volume_context,
 };
 pub use objects::{
     DEFAULT_FILE_MODE, MAX_VERSION_HISTORY, ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType,

@@ -28,6 +28,7 @@ const OBJECT_FORMAT: &str = "objectFormat";
 const OBJECT_ENCODING: &str = "objectEncoding";
 const FILE_PERMISSION: &str = "filePermission";
 const OBJECT_VERSION_HISTORY: &str = "objectVersionHistory";
+const RELEASE: &str = "release";
 
 /// Every key an object may have, exact case.
 const OBJECT_KEYS: &[&str] = &[
@@ -39,6 +40,7 @@ const OBJECT_KEYS: &[&str] = &[
     OBJECT_ENCODING,
     FILE_PERMISSION,
     OBJECT_VERSION_HISTORY,
+    RELEASE,
 ];
 
 /// The one key of the `objects` document.
@@ -131,6 +133,16 @@ pub struct ObjectSpec {
     pub version_history: u32,
     /// The file name: `objectAlias`, or else `objectName`.
     pub path: RelPath,
+    /// `release`, if set: `true` asks for Secure Key Release of a key to
+    /// the attested node (confidential volumes only).
+    pub release: Option<bool>,
+}
+
+impl ObjectSpec {
+    /// Whether the object is delivered by Secure Key Release.
+    pub fn is_released(&self) -> bool {
+        self.release == Some(true)
+    }
 }
 
 /// One file to write for an object: the object's `path`, or for version
@@ -572,6 +584,24 @@ fn build_spec(index: usize, raw: &RawItem) -> Result<ObjectSpec, ParamsError> {
         .transpose()?
         .unwrap_or(0);
 
+    let release = get(RELEASE)
+        .map(|r| {
+            if r.eq_ignore_ascii_case("true") {
+                Ok(true)
+            } else if r.eq_ignore_ascii_case("false") {
+                Ok(false)
+            } else {
+                Err(error(RELEASE, "must be true or false"))
+            }
+        })
+        .transpose()?;
+    if release == Some(true) && object_type != ObjectType::Key {
+        return Err(error(
+            RELEASE,
+            "may be enabled only on objectType key (Secure Key Release)",
+        ));
+    }
+
     let alias = get(OBJECT_ALIAS);
     let (path_key, path_text) = match alias {
         Some(a) => (OBJECT_ALIAS, a),
@@ -590,6 +620,7 @@ fn build_spec(index: usize, raw: &RawItem) -> Result<ObjectSpec, ParamsError> {
         file_mode,
         version_history,
         path,
+        release,
     };
     // Version-history paths pass the same guard.
     spec.try_output_files().map_err(|reason| {
@@ -705,6 +736,20 @@ mod tests {
         parse_objects(&doc(items)).expect_err("must be rejected")
     }
 
+    #[test]
+    fn release_is_a_strict_boolean_for_keys_only() {
+        let specs = parse_ok(&["objectName: k1\nobjectType: key\nrelease: TRUE"]);
+        assert_eq!(specs[0].release, Some(true));
+        assert!(specs[0].is_released());
+        let specs = parse_ok(&["objectName: s1\nobjectType: secret\nrelease: false"]);
+        assert_eq!(specs[0].release, Some(false));
+        assert!(!specs[0].is_released());
+        let err = parse_err(&["objectName: s1\nobjectType: secret\nrelease: true"]);
+        assert_object_error(&err, 0, "release", "true");
+        let err = parse_err(&["objectName: k1\nobjectType: key\nrelease: yes-please"]);
+        assert_object_error(&err, 0, "release", "yes-please");
+    }
+
     /// Asserts an `Object` error at `index`/`key` whose message names both
     /// and does not contain `hidden`.
     fn assert_object_error(err: &ParamsError, index: usize, key: &str, hidden: &str) {
@@ -747,6 +792,7 @@ mod tests {
                 file_mode: 0o644,
                 version_history: 0,
                 path: RelPath::new("s1").expect("valid"),
+                release: None,
             }]
         );
     }
@@ -991,8 +1037,8 @@ mod tests {
 
     #[test]
     fn c11_unknown_key_without_a_near_match_lists_the_keys() {
-        let err = parse_err(&["objectName: s1\nobjectType: secret\nrelease: zztrue"]);
-        assert_object_error(&err, 0, "release", "zztrue");
+        let err = parse_err(&["objectName: s1\nobjectType: secret\nrotate: zztrue"]);
+        assert_object_error(&err, 0, "rotate", "zztrue");
         assert!(reason(&err).contains("objectVersionHistory"), "{err}");
     }
 

@@ -1,0 +1,231 @@
+//! Confidential volumes (`vaultlet.dev/attestation: sev-snp`) through the
+//! kubelet simulator, with the `sim:` evidence source (synthetic reports
+//! signed by a synthetic VCEK, the synthetic ARK as an extra root): served
+//! while the node's evidence verifies under the policy, refused with
+//! FAILED_PRECONDITION naming the failed check otherwise, with no Key Vault
+//! request. Key release end to end comes with the attestation service.
+//!
+//! The synthetic chain needs the `openssl` CLI; without it the tests print
+//! why they skip (`VAULTLET_REQUIRE_SHARED=1` or
+//! `VAULTLET_REQUIRE_PRIVILEGED=1` makes that a failure).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use tonic::Code;
+use vaultlet::attest::sim::keyfile_pem;
+use vaultlet::attest::{AttestationConfig, SourceSpec};
+use vaultlet_snp::policy::Hex;
+use vaultlet_snp::report::GuestPolicy;
+use vaultlet_snp::testing::{SyntheticCa, VekSpec, matching_report};
+use vaultlet_snp::{Generation, Policy, Report};
+use vaultlet_tests::{Env, assert_nothing_at, attrs, objects, privileged_or_skip};
+
+const VAULT: &str = "kv-confidential";
+const CLIENT: &str = "0c0c0c0c-1111-2222-3333-444444444444";
+const ATTESTATION: &str = "vaultlet.dev/attestation";
+
+fn has_openssl(test: &str) -> bool {
+    let ok = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let required = ["VAULTLET_REQUIRE_SHARED", "VAULTLET_REQUIRE_PRIVILEGED"]
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|x| x == "1"));
+        assert!(!required, "{test}: the openssl CLI is missing");
+        eprintln!("skipping {test}: the openssl CLI is missing (synthetic SEV-SNP chain)");
+    }
+    ok
+}
+
+/// Attestation settings for a `sim:` source in `dir`: a KEYFILE with the
+/// synthetic VCEK key, its chain and a template made from `report` (the
+/// matching report, adjusted), the synthetic ARK as extra root, `policy`.
+fn sim_attestation(
+    dir: &Path,
+    adjust: impl FnOnce(&mut Report),
+    policy: Policy,
+) -> AttestationConfig {
+    let ca = SyntheticCa::get(Generation::Milan).expect("synthetic CA");
+    let vek = ca.issue(&VekSpec::vcek(Generation::Milan)).expect("VCEK");
+    let mut template = matching_report(Generation::Milan, &vek);
+    adjust(&mut template);
+    let keyfile = dir.join("sim-vcek.pem");
+    std::fs::write(
+        &keyfile,
+        keyfile_pem(&vek.key, &ca.certs_for(&vek), Some(&template.to_bytes())),
+    )
+    .expect("write KEYFILE");
+    AttestationConfig {
+        source: SourceSpec::Sim(keyfile),
+        policy,
+        extra_roots: vec![ca.ark.clone()],
+        ..AttestationConfig::default()
+    }
+}
+
+async fn env_with(adjust: impl FnOnce(&mut Report), policy: Policy) -> (Env, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("dir");
+    let attestation = sim_attestation(dir.path(), adjust, policy);
+    let env = Env::start_with(|c| c.attestation = attestation).await;
+    (env, dir)
+}
+
+fn confidential_attrs() -> HashMap<String, String> {
+    let mut a = attrs(
+        VAULT,
+        Some(CLIENT),
+        &objects(&["objectName: s1\nobjectType: secret"]),
+    );
+    a.insert(ATTESTATION.into(), "sev-snp".into());
+    a
+}
+
+/// Every request the emulator saw (Key Vault and token endpoint).
+fn requests(env: &Env) -> (u64, u64) {
+    let c = env.emulator.state().counters();
+    (c.total, c.token_requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_volume_is_served_when_the_policy_passes() {
+    let test = "confidential_volume_is_served_when_the_policy_passes";
+    if !has_openssl(test) || !privileged_or_skip(test) {
+        return;
+    }
+    let policy = Policy {
+        measurements: vec![Hex([0x11; 48])],
+        ..Policy::default()
+    };
+    let (mut env, _dir) = env_with(|_| {}, policy).await;
+    env.vault(VAULT, &[CLIENT]);
+    let value = "confidential-value-0123456789";
+    env.secret(VAULT, "s1", value);
+    let pod = env.wi_pod(CLIENT, "team-c", "uid-conf-ok");
+    let target = env
+        .kubelet
+        .publish(&pod, "conf", &confidential_attrs(), &HashMap::new())
+        .await
+        .expect("a confidential volume is served on an attested node");
+    assert_eq!(
+        std::fs::read_to_string(target.join("s1")).expect("read"),
+        value
+    );
+    env.kubelet
+        .unpublish(&pod.uid, "conf")
+        .await
+        .expect("unpublish");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_volume_is_refused_on_a_measurement_the_policy_does_not_allow() {
+    if !has_openssl("confidential_volume_is_refused_on_a_measurement_the_policy_does_not_allow") {
+        return;
+    }
+    let policy = Policy {
+        measurements: vec![Hex([0x99; 48])],
+        ..Policy::default()
+    };
+    let (mut env, _dir) = env_with(|_| {}, policy).await;
+    env.vault(VAULT, &[CLIENT]);
+    env.secret(VAULT, "s1", "never-fetched-0123456789");
+    let pod = env.wi_pod(CLIENT, "team-c", "uid-conf-meas");
+    let err = env
+        .kubelet
+        .publish(&pod, "conf", &confidential_attrs(), &HashMap::new())
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message()
+            .starts_with("node attestation failed at check policy.measurement"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(requests(&env), (0, 0), "nothing may be fetched");
+    assert_nothing_at(&env.kubelet.target_path(&pod.uid, "conf"));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_volume_is_refused_on_a_debug_guest() {
+    if !has_openssl("confidential_volume_is_refused_on_a_debug_guest") {
+        return;
+    }
+    let (mut env, _dir) = env_with(
+        |r| r.policy = GuestPolicy(r.policy.0 | 1 << 19),
+        Policy::default(),
+    )
+    .await;
+    env.vault(VAULT, &[CLIENT]);
+    env.secret(VAULT, "s1", "never-fetched-0123456789");
+    let pod = env.wi_pod(CLIENT, "team-c", "uid-conf-debug");
+    let err = env
+        .kubelet
+        .publish(&pod, "conf", &confidential_attrs(), &HashMap::new())
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message()
+            .starts_with("node attestation failed at check policy.debug"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(requests(&env), (0, 0), "nothing may be fetched");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_outside_a_confidential_volume_is_invalid_argument() {
+    let mut env = Env::start().await;
+    env.vault(VAULT, &[CLIENT]);
+    let pod = env.wi_pod(CLIENT, "team-c", "uid-release");
+    let a = attrs(
+        VAULT,
+        Some(CLIENT),
+        &objects(&[
+            "objectName: s1\nobjectType: secret",
+            "objectName: k1\nobjectType: key\nrelease: true",
+        ]),
+    );
+    let err = env
+        .kubelet
+        .publish(&pod, "plain", &a, &HashMap::new())
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("objects[1].release"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(requests(&env), (0, 0));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confidential_volume_on_a_node_without_evidence_names_the_missing_source() {
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("no-such-report.bin");
+    let mut env = Env::start_with(|c| c.attestation.source = SourceSpec::File(missing)).await;
+    env.vault(VAULT, &[CLIENT]);
+    let pod = env.wi_pod(CLIENT, "team-c", "uid-no-source");
+    let err = env
+        .kubelet
+        .publish(&pod, "conf", &confidential_attrs(), &HashMap::new())
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message()
+            .starts_with("node attestation failed: attestation source file"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(requests(&env), (0, 0));
+    env.stop().await;
+}
