@@ -3,7 +3,8 @@
 //! signed by a synthetic VCEK, the synthetic ARK as an extra root): served
 //! while the node's evidence verifies under the policy, refused with
 //! FAILED_PRECONDITION naming the failed check otherwise, with no Key Vault
-//! request. Key release end to end comes with the attestation service.
+//! request; and Secure Key Release end to end (the emulator's attestation
+//! service and key release), the mounted key equal to the vault's.
 //!
 //! The synthetic chain needs the `openssl` CLI; without it the tests print
 //! why they skip (`VAULTLET_REQUIRE_SHARED=1` or
@@ -227,5 +228,133 @@ async fn confidential_volume_on_a_node_without_evidence_names_the_missing_source
         err.message()
     );
     assert_eq!(requests(&env), (0, 0));
+    env.stop().await;
+}
+
+/// The port of the emulator, from the vault DNS suffix the harness set
+/// (`vault.localhost:PORT`): the attestation service is on the same port.
+fn attestation_url(env: &Env) -> String {
+    let suffix = env
+        .config
+        .keyvault_dns_suffix
+        .clone()
+        .expect("the harness sets a DNS suffix");
+    let port = suffix.rsplit(':').next().expect("port");
+    format!("https://attest.localhost:{port}")
+}
+
+/// Secure Key Release end to end through the kubelet simulator: the node's
+/// `sim:` evidence goes to the emulator's attestation service, the token
+/// releases an exportable key whose policy names the node's measurement,
+/// and the mounted file is exactly the key the vault holds. A key whose
+/// policy names another measurement is PERMISSION_DENIED, nothing mounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_key_mounts_and_matches_the_key_the_vault_holds() {
+    let test = "a_released_key_mounts_and_matches_the_key_the_vault_holds";
+    if !has_openssl(test) || !privileged_or_skip(test) {
+        return;
+    }
+    let measurement = [0x11u8; 48];
+    let dir = tempfile::tempdir().expect("dir");
+    let attestation = sim_attestation(
+        dir.path(),
+        |r| r.measurement = measurement,
+        Policy {
+            measurements: vec![Hex(measurement)],
+            ..Policy::default()
+        },
+    );
+    let extra_roots = attestation.extra_roots.clone();
+    let mut env = Env::start_with(|c| {
+        c.attestation = attestation;
+        let port = c
+            .keyvault_dns_suffix
+            .clone()
+            .and_then(|s| s.rsplit(':').next().map(str::to_string))
+            .expect("port");
+        c.attestation.service = Some(format!("https://attest.localhost:{port}"));
+    })
+    .await;
+    let service = attestation_url(&env);
+    env.emulator
+        .state()
+        .set_attestation_extra_roots(extra_roots);
+    env.vault(VAULT, &[CLIENT]);
+    env.secret(VAULT, "s1", "plain-next-to-released-0123456789");
+    let granted = keyvault_emulator::release_policy(
+        &service,
+        &[(
+            "x-ms-sevsnpvm-launchmeasurement",
+            serde_json::json!(hex::encode(measurement)),
+        )],
+    );
+    let refused = keyvault_emulator::release_policy(
+        &service,
+        &[(
+            "x-ms-sevsnpvm-launchmeasurement",
+            serde_json::json!(hex::encode([0x99u8; 48])),
+        )],
+    );
+    for (name, policy) in [("granted-key", granted), ("refused-key", refused)] {
+        env.emulator
+            .state()
+            .create_exportable_key(
+                VAULT,
+                name,
+                keyvault_emulator::ExportableKeySpec::rsa(policy),
+            )
+            .expect("exportable key");
+    }
+    let volume = |key: &str| {
+        let mut a = attrs(
+            VAULT,
+            Some(CLIENT),
+            &objects(&[
+                "objectName: s1\nobjectType: secret",
+                &format!("objectName: {key}\nobjectType: key\nrelease: true"),
+            ]),
+        );
+        a.insert(ATTESTATION.into(), "sev-snp".into());
+        a
+    };
+    let pod = env.wi_pod(CLIENT, "team-c", "uid-conf-skr");
+    let target = env
+        .kubelet
+        .publish(&pod, "conf", &volume("granted-key"), &HashMap::new())
+        .await
+        .expect("the key is released to the attested node");
+    let mounted = std::fs::read(target.join("granted-key")).expect("released key file");
+    let parsed = pem::parse(&mounted).expect("PEM");
+    assert_eq!(parsed.tag(), "PRIVATE KEY");
+    let held = env
+        .emulator
+        .state()
+        .exportable_key_pkcs8(VAULT, "granted-key", None)
+        .expect("held key");
+    assert_eq!(parsed.contents(), held.as_slice(), "the vault's own key");
+    assert_eq!(
+        std::fs::read_to_string(target.join("s1")).expect("s1"),
+        "plain-next-to-released-0123456789"
+    );
+    let c = env.emulator.state().counters();
+    assert_eq!((c.attestations, c.releases), (1, 1), "{c:?}");
+
+    let pod2 = env.wi_pod(CLIENT, "team-c", "uid-conf-skr-refused");
+    let err = env
+        .kubelet
+        .publish(&pod2, "conf", &volume("refused-key"), &HashMap::new())
+        .await
+        .expect_err("the release policy names another measurement");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message().contains(VAULT) && err.message().contains("release policy not met"),
+        "{}",
+        err.message()
+    );
+    assert_nothing_at(&env.kubelet.target_path(&pod2.uid, "conf"));
+    env.kubelet
+        .unpublish(&pod.uid, "conf")
+        .await
+        .expect("unpublish");
     env.stop().await;
 }

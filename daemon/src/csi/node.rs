@@ -19,10 +19,11 @@ use super::target::{TargetPath, parse_target};
 use crate::attest::{Attestor, NodeAttestation};
 use crate::auth::{Identity, IdentityKey, select_identity};
 use crate::config::Config;
-use crate::keyvault::{KeyVault, LAST_CAUSE, VolumeContent, render_volume};
+use crate::keyvault::{KeyVault, LAST_CAUSE, SnpEvidence, VolumeContent, render_volume};
 use crate::mount::fuse::{FUSE_DEVICE, FuseBackend};
 use crate::mount::{
-    MountState, Mounter, Payload, Teardown, teardown_target, write_payload, zero_and_remove_payload,
+    MountState, Mounter, Payload, PayloadFile, Teardown, teardown_target, write_payload,
+    zero_and_remove_payload,
 };
 use crate::params::{Backend, VolumeParams, parse_volume_context};
 use crate::store::{Held, Refresh};
@@ -57,7 +58,13 @@ struct LiveVolume {
     backend: Backend,
     volume_id: String,
     tmpfs_size: u64,
+    /// One per cached object (every object but `release: true` ones), in
+    /// `objects` order.
     leases: Vec<Arc<Held>>,
+    /// Files of `release: true` objects: released once at publish (a
+    /// released key is not re-read by rotation) and written again with
+    /// every rewrite.
+    released: Vec<PayloadFile>,
     /// The payload dir `..data` points to.
     payload_dir: String,
     /// Superseded payload dirs and when they are zeroed and removed.
@@ -69,6 +76,7 @@ fn recorded_versions(params: &VolumeParams, leases: &[Arc<Held>]) -> Vec<ObjectV
     params
         .objects
         .iter()
+        .filter(|o| !o.is_released())
         .zip(leases)
         .map(|(spec, held)| ObjectVersions {
             index: spec.index,
@@ -221,17 +229,49 @@ fn check_capability(cap: Option<&VolumeCapability>) -> Result<Vec<u8>, CsiError>
 }
 
 /// Fetches the volume's `release: true` objects by Secure Key Release to
-/// the attested node. Not wired yet: the attestation service client and
-/// key release land separately.
+/// the attested node: the node's evidence goes to `--attestation-service`
+/// (Azure Attestation, `SevSnpVm`), and each key is released with that
+/// token and unwrapped with the node's ephemeral runtime key. Returns one
+/// file per object (its private key as PKCS#8 PEM).
+///
+/// # Errors
+/// FAILED_PRECONDITION without `--attestation-service` or when the service
+/// rejects the evidence; Key Vault errors as for any fetch (a release
+/// policy that is not met is PERMISSION_DENIED).
 async fn fetch_released_objects(
-    _keyvault: &KeyVault,
-    _params: &VolumeParams,
-    _identity: &Identity,
-    _attestation: &NodeAttestation,
-) -> Result<(), CsiError> {
-    Err(CsiError::Precondition(
-        "key release is not wired yet".into(),
-    ))
+    keyvault: &KeyVault,
+    service: Option<&str>,
+    params: &VolumeParams,
+    identity: &Identity,
+    attestation: &NodeAttestation,
+) -> Result<Vec<PayloadFile>, CsiError> {
+    let Some(service) = service else {
+        return Err(CsiError::Precondition(
+            "objects with release: true need an attestation service (--attestation-service)".into(),
+        ));
+    };
+    let client = keyvault.attestation_client(service)?;
+    let evidence = SnpEvidence {
+        report: attestation
+            .hcl_report
+            .clone()
+            .unwrap_or_else(|| attestation.report.clone()),
+        cert_chain_pem: attestation.cert_chain_pem.clone().into_bytes(),
+        runtime_data: attestation.runtime_data.clone(),
+    };
+    let token = client.attest(&evidence).await?;
+    let mut files = Vec::new();
+    for spec in params.objects.iter().filter(|o| o.is_released()) {
+        let pem = keyvault
+            .release_key(params, identity, spec, &token, &attestation.runtime_key)
+            .await?;
+        files.push(PayloadFile {
+            path: spec.path.clone(),
+            mode: spec.file_mode,
+            content: Arc::new(pem),
+        });
+    }
+    Ok(files)
 }
 
 impl Inner {
@@ -391,11 +431,28 @@ impl Inner {
             &plan.volume_context,
             &authority,
         )?;
-        if let Some(attestation) = &attestation
-            && plan.params.objects.iter().any(|o| o.is_released())
-        {
-            fetch_released_objects(&self.keyvault, &plan.params, &identity, attestation).await?;
-        }
+        let released = match &attestation {
+            Some(attestation) if plan.params.objects.iter().any(|o| o.is_released()) => {
+                let release = fetch_released_objects(
+                    &self.keyvault,
+                    self.config.attestation.service.as_deref(),
+                    &plan.params,
+                    &identity,
+                    attestation,
+                );
+                match tokio::time::timeout(self.config.publish_timeout, release).await {
+                    Ok(files) => files?,
+                    Err(_) => {
+                        return Err(CsiError::Timeout {
+                            vault: plan.params.keyvault_name.clone(),
+                            seconds: self.config.publish_timeout.as_secs(),
+                            cause: "attestation or key release did not answer".into(),
+                        });
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
 
         // Fetch everything before touching the target: a failure leaves
         // nothing behind.
@@ -427,7 +484,11 @@ impl Inner {
                 target.display()
             )));
         }
-        let VolumeContent { payload, leases } = content;
+        let VolumeContent {
+            mut payload,
+            leases,
+        } = content;
+        payload.files.extend(released.iter().cloned());
         let mut entry = LiveVolume {
             params: plan.params.clone(),
             identity: identity.key.clone(),
@@ -435,6 +496,7 @@ impl Inner {
             volume_id: plan.volume_id.clone(),
             tmpfs_size: plan.tmpfs_size,
             leases,
+            released,
             payload_dir: String::new(),
             retired: Vec::new(),
         };
@@ -661,7 +723,16 @@ impl Inner {
         } else {
             let cause = Arc::new(Mutex::new(None::<String>));
             for i in due {
-                let (spec, held) = (&vol.params.objects[i], &vol.leases[i]);
+                let Some(spec) = vol
+                    .params
+                    .objects
+                    .iter()
+                    .filter(|o| !o.is_released())
+                    .nth(i)
+                else {
+                    continue;
+                };
+                let held = &vol.leases[i];
                 let max_age = match mode {
                     RefreshMode::Rotation => interval.mul_f64(1.0 + held.jitter()),
                     RefreshMode::Republish => interval,
@@ -731,7 +802,8 @@ impl Inner {
         vol: &LiveVolume,
         leases: &[Arc<Held>],
     ) -> Result<String, CsiError> {
-        let payload = render_volume(&vol.params, leases)?;
+        let mut payload = render_volume(&vol.params, leases)?;
+        payload.files.extend(vol.released.iter().cloned());
         match vol.backend {
             Backend::Tmpfs => {
                 if self.mounter.mount_state(target)? != MountState::Tmpfs {

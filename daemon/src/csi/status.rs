@@ -3,7 +3,7 @@
 use tonic::{Code, Status};
 
 use crate::auth::AuthError;
-use crate::keyvault::{Cause, FetchError, FetchErrorKind};
+use crate::keyvault::{AttestError, Cause, FetchError, FetchErrorKind};
 use crate::mount::MountError;
 use crate::params::ParamsError;
 use crate::volume::VolumeError;
@@ -51,6 +51,9 @@ pub enum CsiError {
     /// target on publish).
     #[error("{0}")]
     Precondition(String),
+    /// The attestation service (key release of a confidential volume).
+    #[error("attestation for key release: {0}")]
+    Attest(#[from] AttestError),
     /// A bug or an unexpected runtime failure (a panicked task).
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,6 +90,12 @@ impl CsiError {
             CsiError::AlreadyExists { .. } => Code::AlreadyExists,
             CsiError::Timeout { .. } => Code::DeadlineExceeded,
             CsiError::Precondition(_) => Code::FailedPrecondition,
+            // The service refused the node's evidence, or the flag is
+            // wrong: the node must change, not the request.
+            CsiError::Attest(AttestError::Rejected { .. } | AttestError::BadUrl { .. }) => {
+                Code::FailedPrecondition
+            }
+            CsiError::Attest(_) => Code::Unavailable,
             CsiError::Internal(_) => Code::Internal,
         }
     }

@@ -208,17 +208,22 @@ impl KeyVault {
         let clients = self
             .vault_clients(&vault_url, identity)
             .map_err(|e| FetchError::auth(vault, &e))?;
-        let jobs = params.objects.iter().map(|spec| {
-            let key = object_key(&params.pod.namespace, &identity.key, &vault_url, spec);
-            let clients = clients.clone();
-            async move {
-                let fetch = || fetch_versions(clients, vault.to_string(), spec.clone()).boxed();
-                self.cache
-                    .get_or_fetch(&key, fetch)
-                    .await
-                    .map_err(|e| e.for_object(spec))
-            }
-        });
+        // `release: true` objects go through Secure Key Release instead.
+        let jobs = params
+            .objects
+            .iter()
+            .filter(|s| !s.is_released())
+            .map(|spec| {
+                let key = object_key(&params.pod.namespace, &identity.key, &vault_url, spec);
+                let clients = clients.clone();
+                async move {
+                    let fetch = || fetch_versions(clients, vault.to_string(), spec.clone()).boxed();
+                    self.cache
+                        .get_or_fetch(&key, fetch)
+                        .await
+                        .map_err(|e| e.for_object(spec))
+                }
+            });
         let leases: Vec<Arc<Held>> = futures::future::try_join_all(jobs).await?;
         let payload = render_volume(params, &leases)?;
         Ok(VolumeContent { payload, leases })
@@ -261,14 +266,19 @@ impl KeyVault {
 }
 
 /// Renders the files of a volume from its leases (one per object, in
-/// `objects` order).
+/// `objects` order, `release: true` objects left out: they are not cached).
 ///
 /// # Errors
 /// [`FetchError`] when an object cannot be rendered as the volume asks.
 pub fn render_volume(params: &VolumeParams, leases: &[Arc<Held>]) -> Result<Payload, FetchError> {
     let vault = params.keyvault_name.as_str();
     let mut files = Vec::new();
-    for (spec, held) in params.objects.iter().zip(leases) {
+    for (spec, held) in params
+        .objects
+        .iter()
+        .filter(|s| !s.is_released())
+        .zip(leases)
+    {
         let ctx = Ctx { vault, spec };
         // History indices beyond the available versions are simply not
         // written.

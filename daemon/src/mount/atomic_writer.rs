@@ -44,8 +44,8 @@ const LINK_TMP: &str = "..link_tmp";
 /// Mode of payload dirs and nested dirs.
 const DIR_MODE: u32 = 0o755;
 
-/// One file of a payload.
-#[derive(Debug)]
+/// One file of a payload. Cloning shares the content.
+#[derive(Debug, Clone)]
 pub struct PayloadFile {
     /// Path relative to the volume root (validated).
     pub path: RelPath,
