@@ -280,10 +280,13 @@ fn verify(args: &VerifyArgs) -> u8 {
             },
         }
     })();
-    if args.json {
-        println!("{}", verdict_json(&verdict));
+    // A closed stdout (`| head -1`, `| grep -q`) must not turn the verdict's
+    // exit code into a panic.
+    let text = if args.json {
+        format!("{}\n", verdict_json(&verdict))
     } else {
-        print!("{verdict}");
-    }
+        verdict.to_string()
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     if verdict.accepted { 0 } else { 1 }
 }

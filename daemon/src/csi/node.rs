@@ -168,17 +168,38 @@ impl NodeService {
             let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
             live.keys().cloned().collect()
         };
+        // Volumes are refreshed concurrently (Key Vault load is bounded by
+        // the per-vault cap and the cache's one-read-per-key), each in its
+        // own task with the volume's lock, like a publish, and each bounded
+        // by --publish-timeout so a vault that never answers cannot hold a
+        // volume's lock (and its unpublish) for longer.
+        let bound = self.inner.config.publish_timeout;
+        let tasks: Vec<_> = targets
+            .into_iter()
+            .map(|target| {
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    let _guard = inner.registry.lock(&target).await;
+                    let refresh = inner.refresh_locked(&target, RefreshMode::Rotation);
+                    let counts = match tokio::time::timeout(bound, refresh).await {
+                        Ok(c) => c,
+                        Err(_) => {
+                            crate::warn_limited!(
+                                "rotation of a volume ran out of time; keeping its files"
+                            );
+                            RefreshCounts {
+                                failed: 1,
+                                ..RefreshCounts::default()
+                            }
+                        }
+                    };
+                    inner.remove_retired(&target, false);
+                    counts
+                })
+            })
+            .collect();
         let mut total = RefreshCounts::default();
-        for target in targets {
-            let inner = self.inner.clone();
-            // In its own task with the volume's lock, like a publish, so the
-            // pass is never left half done.
-            let task = tokio::spawn(async move {
-                let _guard = inner.registry.lock(&target).await;
-                let counts = inner.refresh_locked(&target, RefreshMode::Rotation).await;
-                inner.remove_retired(&target, false);
-                counts
-            });
+        for task in tasks {
             if let Ok(c) = task.await {
                 total.updated += c.updated;
                 total.unchanged += c.unchanged;
@@ -421,10 +442,28 @@ impl Inner {
             }
             crate::warn_limited!("published volume lost its mount; publishing again");
             self.registry.remove(&target)?;
+            self.live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&target);
         }
         // A confidential volume is served only while the node's evidence
         // verifies; nothing is fetched otherwise.
-        let attestation = self.attestation_for(&plan.params).await?;
+        // One deadline for the whole first publish: attestation, key
+        // release and the fetch share --publish-timeout.
+        let timeout = self.config.publish_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let attestation =
+            match tokio::time::timeout_at(deadline, self.attestation_for(&plan.params)).await {
+                Ok(a) => a?,
+                Err(_) => {
+                    return Err(CsiError::Timeout {
+                        vault: plan.params.keyvault_name.clone(),
+                        seconds: timeout.as_secs(),
+                        cause: "gathering the node's attestation evidence did not finish".into(),
+                    });
+                }
+            };
         let identity = select_identity(
             &plan.params,
             &plan.secrets,
@@ -440,12 +479,12 @@ impl Inner {
                     &identity,
                     attestation,
                 );
-                match tokio::time::timeout(self.config.publish_timeout, release).await {
+                match tokio::time::timeout_at(deadline, release).await {
                     Ok(files) => files?,
                     Err(_) => {
                         return Err(CsiError::Timeout {
                             vault: plan.params.keyvault_name.clone(),
-                            seconds: self.config.publish_timeout.as_secs(),
+                            seconds: timeout.as_secs(),
                             cause: "attestation or key release did not answer".into(),
                         });
                     }
@@ -457,12 +496,11 @@ impl Inner {
         // Fetch everything before touching the target: a failure leaves
         // nothing behind.
         let cause = Arc::new(Mutex::new(None::<String>));
-        let timeout = self.config.publish_timeout;
         let fetch = LAST_CAUSE.scope(
             cause.clone(),
             self.keyvault.fetch_volume(&plan.params, &identity),
         );
-        let content = match tokio::time::timeout(timeout, fetch).await {
+        let content = match tokio::time::timeout_at(deadline, fetch).await {
             Ok(r) => r?,
             Err(_) => {
                 let cause = cause
@@ -706,8 +744,9 @@ impl Inner {
             .map(|(i, _)| i)
             .collect();
         let mut leases = vol.leases.clone();
-        if !due.is_empty()
-            && vol.params.attestation.is_some()
+        // A confidential volume is neither re-read nor rewritten (not even
+        // with versions another volume fetched) while attestation fails.
+        if vol.params.attestation.is_some()
             && let Err(e) = self.attestation_for(&vol.params).await
         {
             counts.skipped = due.len() as u32;
@@ -860,8 +899,22 @@ impl Inner {
 
     async fn unpublish_locked(&self, target: TargetPath) -> Result<(), CsiError> {
         if !self.parent_resolves_inside_root(&target)? {
-            // No parent, no target: nothing of ours can be there.
-            self.registry.remove(&target.path)?;
+            // No parent, no target: nothing of ours can be there. The
+            // volume's leases and FUSE entry go too.
+            let live = self
+                .live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&target.path);
+            if let Some(v) = self.registry.remove(&target.path)?
+                && v.backend == Backend::Fuse
+            {
+                let fuse = self.fuse.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || fuse.release(&v.namespace, &v.volume_id))
+                        .await;
+            }
+            drop(live);
             return Ok(());
         }
         let target = target.path;

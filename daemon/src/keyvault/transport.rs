@@ -121,6 +121,10 @@ impl HttpClient for VaultletHttp {
     }
 }
 
+/// Longest wait for any read on a Key Vault, Entra ID or attestation
+/// connection (the SDK's own client uses the same).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Builds the shared client.
 ///
 /// # Errors
@@ -133,6 +137,10 @@ pub fn build_http_client(
         .dns_resolver(Arc::new(LoopbackResolver))
         .pool_idle_timeout(idle_timeout)
         .connect_timeout(Duration::from_secs(10))
+        // A peer that accepts and then never answers must not hold a
+        // fetch (and its per-vault slot) forever; the SDK's own client uses
+        // the same 60 s read timeout.
+        .read_timeout(READ_TIMEOUT)
         .https_only(true);
     if let Some(path) = extra_ca_file {
         // std::fs::read follows a symlinked CA file (kubelet-projected

@@ -107,6 +107,8 @@ pub struct Held {
     bytes: i64,
     jitter: f64,
     checked: Mutex<Instant>,
+    /// Consecutive failed re-reads and when the next may be tried.
+    failures: Mutex<(u32, Option<Instant>)>,
     renders: Mutex<HashMap<RenderKey, Weak<SecretBytes>>>,
     gauges: CacheGauges,
 }
@@ -131,6 +133,7 @@ impl Held {
             bytes,
             jitter: rand::random_range(0.0..0.1),
             checked: Mutex::new(Instant::now()),
+            failures: Mutex::new((0, None)),
             renders: Mutex::new(HashMap::new()),
             gauges,
         }
@@ -234,6 +237,9 @@ pub enum Refresh<E> {
 /// The cache. Cheap to share behind an `Arc`.
 pub struct ObjectCache<E> {
     slots: Mutex<HashMap<ObjectKey, Slot<E>>>,
+    /// The last re-read error of keys in backoff (names and codes, never a
+    /// value: `E` is the caller's error type).
+    errors: Mutex<HashMap<ObjectKey, E>>,
     refreshing: Mutex<HashMap<ObjectKey, Arc<tokio::sync::Mutex<()>>>>,
     generation: AtomicU64,
     gauges: CacheGauges,
@@ -262,6 +268,7 @@ impl<E: Clone + Send + Sync + 'static> ObjectCache<E> {
     pub fn new(gauges: CacheGauges) -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
+            errors: Mutex::new(HashMap::new()),
             refreshing: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             gauges,
@@ -271,6 +278,18 @@ impl<E: Clone + Send + Sync + 'static> ObjectCache<E> {
     /// The gauges (for registration with the metrics registry).
     pub fn gauges(&self) -> &CacheGauges {
         &self.gauges
+    }
+
+    fn last_error(&self, key: &ObjectKey) -> Option<E> {
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget errors of keys nobody holds any more.
+        if errors.len() > 64 {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            errors.retain(
+                |k, _| matches!(slots.get(k), Some(Slot::Ready(w)) if w.strong_count() > 0),
+            );
+        }
+        errors.get(key).cloned()
     }
 
     /// The held entry of `key`, if any volume or handle still holds it.
@@ -355,6 +374,12 @@ impl<E: Clone + Send + Sync + 'static> ObjectCache<E> {
     /// Re-reads `key` unless it was checked less than `max_age` ago.
     /// `current` is the entry the caller holds; the new versions are
     /// compared with it. Calls for one key run one at a time.
+    ///
+    /// A failed re-read is not repeated at once: the next one waits
+    /// `max_age / 8`, doubling with each consecutive failure up to
+    /// `max_age`; calls inside that window get [`Refresh::Failed`] with the
+    /// last error and send nothing, so every volume sharing a failing
+    /// object costs one request per backoff step, not one each.
     pub async fn refresh(
         &self,
         current: &Arc<Held>,
@@ -377,10 +402,31 @@ impl<E: Clone + Send + Sync + 'static> ObjectCache<E> {
                 Refresh::Updated(newest)
             };
         }
+        if let Some(until) = newest.failures.lock().unwrap_or_else(|p| p.into_inner()).1
+            && Instant::now() < until
+            && let Some(e) = self.last_error(key)
+        {
+            return Refresh::Failed(e);
+        }
         let versions = match fetch().await {
             Ok(v) => v,
-            Err(e) => return Refresh::Failed(e),
+            Err(e) => {
+                let mut f = newest.failures.lock().unwrap_or_else(|p| p.into_inner());
+                let step = (max_age / 8).max(Duration::from_millis(50));
+                let wait = step.saturating_mul(1u32 << f.0.min(3)).min(max_age);
+                *f = (f.0.saturating_add(1), Some(Instant::now() + wait));
+                self.errors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), e.clone());
+                return Refresh::Failed(e);
+            }
         };
+        *newest.failures.lock().unwrap_or_else(|p| p.into_inner()) = (0, None);
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         let same = versions.len() == newest.versions.len()
             && versions
                 .iter()
@@ -589,6 +635,46 @@ mod tests {
             .await;
         assert!(matches!(r, Refresh::Failed(ref e) if e == "503"));
         assert!(Arc::ptr_eq(&cache.get(&k).expect("kept"), &v2));
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_backs_off_instead_of_reading_again_at_once() {
+        let cache: ObjectCache<String> = ObjectCache::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let k = key("a", "s1");
+        let v1 = cache
+            .get_or_fetch(&k, counting_fetch(&calls, "v1", b"one"))
+            .await
+            .expect("v1");
+        let failing = |calls: &Arc<AtomicUsize>| {
+            let calls = calls.clone();
+            move || -> FetchFuture<String> {
+                async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err("503".to_string())
+                }
+                .boxed()
+            }
+        };
+        let max_age = Duration::from_millis(400);
+        tokio::time::sleep(max_age).await;
+        let before = calls.load(Ordering::SeqCst);
+        // Ten volumes sharing the object ask in a row: one request.
+        for _ in 0..10 {
+            let r = cache.refresh(&v1, max_age, failing(&calls)).await;
+            assert!(matches!(r, Refresh::Failed(ref e) if e == "503"), "{r:?}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst) - before, 1);
+        // After the backoff step (max_age / 8), one more.
+        tokio::time::sleep(max_age / 8 + Duration::from_millis(20)).await;
+        let _ = cache.refresh(&v1, max_age, failing(&calls)).await;
+        assert_eq!(calls.load(Ordering::SeqCst) - before, 2);
+        // A success clears the backoff.
+        tokio::time::sleep(max_age / 4 + Duration::from_millis(20)).await;
+        let r = cache
+            .refresh(&v1, max_age, counting_fetch(&calls, "v1", b"one"))
+            .await;
+        assert!(matches!(r, Refresh::Unchanged), "{r:?}");
     }
 
     #[tokio::test]

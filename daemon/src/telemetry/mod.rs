@@ -158,6 +158,7 @@ pub struct Metrics {
     /// `vaultlet_cached_bytes`: bytes of secret content held by the cache.
     pub cached_bytes: Gauge,
     ready: AtomicBool,
+    vault_labels: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Default for Metrics {
@@ -244,6 +245,7 @@ impl Default for Metrics {
             cached_objects,
             cached_bytes,
             ready: AtomicBool::new(false),
+            vault_labels: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 }
@@ -283,9 +285,24 @@ impl Metrics {
     /// first label becomes `vault`), `status` the HTTP status or `None` when
     /// no response came.
     pub fn count_keyvault_request(&self, host: &str, operation: &'static str, status: Option<u16>) {
+        let vault = {
+            // Vault names come from pods: past MAX_VAULT_LABELS distinct
+            // ones, new names are counted as `other`, so no pod can grow the
+            // series without bound.
+            let label = vault_label(host);
+            let mut seen = self.vault_labels.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.contains(&label) {
+                label
+            } else if seen.len() < MAX_VAULT_LABELS {
+                seen.insert(label.clone());
+                label
+            } else {
+                "other".to_string()
+            }
+        };
         self.keyvault_requests
             .get_or_create(&KeyVaultLabels {
-                vault: vault_label(host),
+                vault,
                 operation,
                 status: status.map_or_else(|| "error".to_string(), |s| s.to_string()),
             })
@@ -342,6 +359,10 @@ impl Metrics {
         out
     }
 }
+
+/// Distinct `vault` label values of `vaultlet_keyvault_requests_total`
+/// before further vaults are counted as `other`.
+pub const MAX_VAULT_LABELS: usize = 200;
 
 /// The `vault` label of a host: its first DNS label, lowercase, keeping only
 /// `[a-z0-9-]` and at most 63 characters (a Key Vault name's alphabet), so a
@@ -503,5 +524,18 @@ mod tests {
         assert_eq!(vault_label("kv1.vault.localhost:8443"), "kv1");
         assert_eq!(vault_label("we\"ird{x}.vault"), "weirdx");
         assert_eq!(vault_label(""), "?");
+    }
+
+    #[test]
+    fn vault_labels_are_capped_and_then_other() {
+        let m = Metrics::default();
+        for i in 0..MAX_VAULT_LABELS + 5 {
+            m.count_keyvault_request(&format!("kv{i}.vault.localhost"), "get_secret", Some(200));
+        }
+        m.count_keyvault_request("kv0.vault.localhost", "get_secret", Some(200));
+        let text = m.render();
+        assert!(text.contains("vault=\"kv0\""));
+        assert!(!text.contains(&format!("vault=\"kv{}\"", MAX_VAULT_LABELS + 1)));
+        assert!(text.contains("vault=\"other\""));
     }
 }
