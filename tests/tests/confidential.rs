@@ -358,3 +358,70 @@ async fn a_released_key_mounts_and_matches_the_key_the_vault_holds() {
         .expect("unpublish");
     env.stop().await;
 }
+
+/// Evidence without a VCEK (the certificate table carried only ASK and
+/// ARK): the daemon fetches the VCEK from `--attestation-vcek-url` in AMD
+/// KDS form (`/vcek/v1/Milan/{CHIP_ID hex}?blSPL=…`), here the emulator's
+/// KDS endpoint on loopback, and the volume is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vcek_missing_from_the_evidence_is_fetched_from_the_kds_url() {
+    let test = "a_vcek_missing_from_the_evidence_is_fetched_from_the_kds_url";
+    if !has_openssl(test) || !privileged_or_skip(test) {
+        return;
+    }
+    let ca = SyntheticCa::get(Generation::Milan).expect("synthetic CA");
+    let vek = ca.issue(&VekSpec::vcek(Generation::Milan)).expect("VCEK");
+    let template = matching_report(Generation::Milan, &vek);
+    let dir = tempfile::tempdir().expect("dir");
+    let keyfile = dir.path().join("sim-no-vcek.pem");
+    // ASK and ARK only: no VCEK in the evidence.
+    let chain_only: Vec<Vec<u8>> = ca.certs_for(&vek).into_iter().skip(1).collect();
+    std::fs::write(
+        &keyfile,
+        keyfile_pem(&vek.key, &chain_only, Some(&template.to_bytes())),
+    )
+    .expect("write KEYFILE");
+    let mut env = Env::start_with(|c| {
+        let port = c
+            .keyvault_dns_suffix
+            .clone()
+            .and_then(|s| s.rsplit(':').next().map(str::to_string))
+            .expect("port");
+        c.attestation = AttestationConfig {
+            source: SourceSpec::Sim(keyfile.clone()),
+            policy: Policy::default(),
+            extra_roots: vec![ca.ark.clone()],
+            vcek_url: format!("https://attest.localhost:{port}"),
+            ..AttestationConfig::default()
+        };
+    })
+    .await;
+    env.vault(VAULT, &[CLIENT]);
+    env.secret(VAULT, "s1", "kds-fetched-vcek-0123456789");
+    let pod = env.wi_pod(CLIENT, "team-c", "uid-conf-kds");
+    // The KDS does not know this chip yet: no VCEK, no volume.
+    let err = env
+        .kubelet
+        .publish(&pod, "conf", &confidential_attrs(), &HashMap::new())
+        .await
+        .expect_err("no VCEK anywhere");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_nothing_at(&env.kubelet.target_path(&pod.uid, "conf"));
+    env.emulator
+        .state()
+        .add_vcek("Milan", &template.chip_id, vek.der.clone());
+    let target = env
+        .kubelet
+        .publish(&pod, "conf", &confidential_attrs(), &HashMap::new())
+        .await
+        .expect("served once the VCEK came from the KDS URL");
+    assert_eq!(
+        std::fs::read_to_string(target.join("s1")).expect("read"),
+        "kds-fetched-vcek-0123456789"
+    );
+    env.kubelet
+        .unpublish(&pod.uid, "conf")
+        .await
+        .expect("unpublish");
+    env.stop().await;
+}
