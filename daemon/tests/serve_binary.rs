@@ -34,12 +34,15 @@ fn spawn_daemon(dir: &Path, emulator: &Emulator) -> Child {
         .expect("spawn vaultlet serve")
 }
 
+/// Waits until the daemon accepts connections on its socket: the file
+/// appears at bind(2), a moment before listen(2), so its existence alone is
+/// not enough (a connect in between is refused).
 async fn wait_socket(path: &Path) {
     let start = Instant::now();
-    while !path.exists() {
+    while std::os::unix::net::UnixStream::connect(path).is_err() {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "daemon never created its socket"
+            "daemon never served its socket"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
