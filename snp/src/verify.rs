@@ -897,13 +897,18 @@ fn policy_check(
         PolicyCheck::Generation => match generation {
             _ if p.generations.is_empty() => ok("any"),
             Some(g) if p.generations.contains(&g) => ok(g.to_string()),
-            g => fail(format!("generation {g:?} is not allowed")),
+            Some(g) => fail(format!("generation {g} is not allowed")),
+            None => fail("the generation is unknown"),
         },
         PolicyCheck::Vlek => {
             if vek_role == Some(CertRole::Vlek) && !p.vlek_allowed {
                 fail("signed by a VLEK")
             } else {
-                ok(format!("{vek_role:?}"))
+                ok(match vek_role {
+                    Some(CertRole::Vlek) => "VLEK",
+                    Some(_) => "VCEK",
+                    None => "no VEK",
+                })
             }
         }
     }
