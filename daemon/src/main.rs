@@ -84,7 +84,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Attest(cmd) => return ExitCode::from(vaultlet::attest::cli::run(cmd)),
+        Command::Attest(cmd) => {
+            let code = vaultlet::attest::cli::run(
+                cmd,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            );
+            return ExitCode::from(code);
+        }
         #[cfg(feature = "demo")]
         Command::Demo { backend } => {
             init_tracing(LogFormat::Text);

@@ -54,28 +54,31 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-/// Runs a subcommand; returns the exit code.
-pub fn run(cmd: AttestCommand) -> u8 {
+/// Runs a subcommand, writing its output to `out` and its diagnostics to
+/// `err` (the binary passes stdout and stderr); returns the exit code.
+/// Write errors (a closed pipe) are ignored: the exit code still tells the
+/// verdict.
+pub fn run(cmd: AttestCommand, out: &mut dyn std::io::Write, err: &mut dyn std::io::Write) -> u8 {
     match cmd {
-        AttestCommand::Report(a) => report(&a),
-        AttestCommand::Verify(a) => verify(&a),
+        AttestCommand::Report(a) => report(&a, out, err),
+        AttestCommand::Verify(a) => verify(&a, out, err),
     }
 }
 
-fn usage(msg: impl std::fmt::Display) -> u8 {
-    eprintln!("vaultlet attest: {msg}");
+fn usage(err: &mut dyn std::io::Write, msg: impl std::fmt::Display) -> u8 {
+    let _ = writeln!(err, "vaultlet attest: {msg}");
     2
 }
 
-fn report(args: &ReportArgs) -> u8 {
+fn report(args: &ReportArgs, out: &mut dyn std::io::Write, err: &mut dyn std::io::Write) -> u8 {
     let spec = match SourceSpec::parse(&args.source) {
         Ok(s) => s,
-        Err(e) => return usage(format!("--source: {e}")),
+        Err(e) => return usage(err, format!("--source: {e}")),
     };
     let key = match super::generate_runtime_key() {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("vaultlet attest: {e}");
+            let _ = writeln!(err, "vaultlet attest: {e}");
             return 1;
         }
     };
@@ -83,18 +86,24 @@ fn report(args: &ReportArgs) -> u8 {
     let gathered = match source::gather(&spec, &data.report_data) {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("vaultlet attest: {e}");
+            let _ = writeln!(err, "vaultlet attest: {e}");
             return 1;
         }
     };
     match Report::parse(&gathered.report) {
         Ok(r) => {
-            print!("source: {}\n{}", gathered.source, describe_report(&r));
-            println!("certificates: {}", gathered.certs.len());
+            let _ = write!(
+                out,
+                "source: {}\n{}certificates: {}\n",
+                gathered.source,
+                describe_report(&r),
+                gathered.certs.len()
+            );
             0
         }
         Err(e) => {
-            eprintln!(
+            let _ = writeln!(
+                err,
                 "vaultlet attest: the {} source gave no valid report: {e}",
                 gathered.source
             );
@@ -221,15 +230,15 @@ pub fn verdict_json(v: &Verdict) -> serde_json::Value {
     })
 }
 
-fn verify(args: &VerifyArgs) -> u8 {
+fn verify(args: &VerifyArgs, out: &mut dyn std::io::Write, err: &mut dyn std::io::Write) -> u8 {
     if args.report.is_none() && args.certs.is_empty() {
-        return usage("verify needs --report, --certs, or both");
+        return usage(err, "verify needs --report, --certs, or both");
     }
     let at = match &args.at {
         None => SystemTime::now(),
         Some(t) => match humantime::parse_rfc3339_weak(t) {
             Ok(at) => at,
-            Err(e) => return usage(format!("--at: not an RFC 3339 time ({e})")),
+            Err(e) => return usage(err, format!("--at: not an RFC 3339 time ({e})")),
         },
     };
     let policy = match &args.policy {
@@ -237,7 +246,7 @@ fn verify(args: &VerifyArgs) -> u8 {
         Some(p) => {
             let text = match std::fs::read_to_string(p) {
                 Ok(t) => t,
-                Err(e) => return usage(format!("--policy {}: {e}", p.display())),
+                Err(e) => return usage(err, format!("--policy {}: {e}", p.display())),
             };
             let parsed = if text.trim_start().starts_with('{') {
                 Policy::from_json(&text)
@@ -246,7 +255,7 @@ fn verify(args: &VerifyArgs) -> u8 {
             };
             match parsed {
                 Ok(p) => p,
-                Err(e) => return usage(format!("--policy {}: {e}", p.display())),
+                Err(e) => return usage(err, format!("--policy {}: {e}", p.display())),
             }
         }
     };
@@ -254,7 +263,7 @@ fn verify(args: &VerifyArgs) -> u8 {
     for path in args.report.iter().chain(&args.certs) {
         match std::fs::read(path) {
             Ok(b) => files.push(b),
-            Err(e) => return usage(format!("{}: {e}", path.display())),
+            Err(e) => return usage(err, format!("{}: {e}", path.display())),
         }
     }
     let (report_bytes, cert_files) = match args.report {
@@ -287,6 +296,6 @@ fn verify(args: &VerifyArgs) -> u8 {
     } else {
         verdict.to_string()
     };
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    let _ = out.write_all(text.as_bytes());
     if verdict.accepted { 0 } else { 1 }
 }
