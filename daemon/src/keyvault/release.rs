@@ -24,13 +24,11 @@
 
 use std::sync::Arc;
 
-use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::key_wrap::{AES_128, AES_256, AesKek, KeyWrapPadded as _};
 use aws_lc_rs::rsa::{
-    KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384, OaepAlgorithm,
+    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384, OaepAlgorithm,
     OaepPrivateDecryptingKey, PrivateDecryptingKey,
 };
-use aws_lc_rs::signature::KeyPair as _;
 use azure_core::http::RequestContent;
 use azure_security_keyvault_keys::models::{
     KeyClientReleaseOptions, KeyEncryptionAlgorithm, ReleaseParameters,
@@ -38,7 +36,6 @@ use azure_security_keyvault_keys::models::{
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use zeroize::{Zeroize as _, Zeroizing};
 
 use super::attestation::AttestationToken;
@@ -85,40 +82,21 @@ pub(crate) fn b64url_decode(text: &[u8]) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(trimmed).ok()
 }
 
-/// Generates the daemon's ephemeral RSA-2048 runtime key (aws-lc-rs).
-///
-/// Returns the private key as PKCS#8 DER, and its public JWK `{"kty": "RSA", "n", "e",
-/// "kid", "key_ops": ["encrypt"]}` (`n`, `e` base64url without padding; `kid` the RFC 7638
-/// SHA-256 thumbprint, base64url), the form Azure Attestation and Key Vault expect in the
-/// runtime data's `keys` array.
+/// The daemon's ephemeral RSA-2048 runtime key, made by
+/// [`crate::attest::generate_runtime_key`] (the one generator), as the pair
+/// the release path uses: the private key as PKCS#8 DER, and its public JWK
+/// (`kty`, `kid`, `key_ops: ["encrypt"]`, `e`, `n` base64url without
+/// padding), the form Azure Attestation and Key Vault expect in the runtime
+/// data's `keys` array.
 ///
 /// # Errors
 /// [`ReleaseError::KeyGeneration`].
 pub fn generate_runtime_key() -> Result<(SecretBytes, serde_json::Value), ReleaseError> {
-    use rsa::pkcs1::DecodeRsaPublicKey as _;
-    use rsa::traits::PublicKeyParts as _;
-
-    let pair = aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048)
+    let key = crate::attest::generate_runtime_key()
         .map_err(|_| ReleaseError::KeyGeneration("RSA-2048 generation"))?;
-    let pkcs8 = pair
-        .as_der()
-        .map_err(|_| ReleaseError::KeyGeneration("PKCS#8 encoding"))?;
-    let private = SecretBytes::copy_from(pkcs8.as_ref());
-    // `public_key()` is the PKCS#1 RSAPublicKey DER.
-    let public = rsa::RsaPublicKey::from_pkcs1_der(pair.public_key().as_ref())
-        .map_err(|_| ReleaseError::KeyGeneration("public key decoding"))?;
-    let n = URL_SAFE_NO_PAD.encode(public.n().to_bytes_be());
-    let e = URL_SAFE_NO_PAD.encode(public.e().to_bytes_be());
-    // RFC 7638: the required members in lexicographic order, no whitespace.
-    let thumbprint = Sha256::digest(format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
-    let jwk = serde_json::json!({
-        "kty": "RSA",
-        "n": n,
-        "e": e,
-        "kid": URL_SAFE_NO_PAD.encode(thumbprint),
-        "key_ops": ["encrypt"],
-    });
-    Ok((private, jwk))
+    let jwk = serde_json::to_value(&key.public_jwk)
+        .map_err(|_| ReleaseError::KeyGeneration("public JWK encoding"))?;
+    Ok((key.pkcs8_der, jwk))
 }
 
 /// The JWS payload of a release answer (only what is read).
@@ -437,7 +415,7 @@ pub(crate) mod tests {
             .decode(jwk["n"].as_str().expect("n"))
             .expect("b64");
         assert_eq!(n.len(), 256);
-        assert_eq!(jwk["kid"].as_str().map(str::len), Some(43));
+        assert_eq!(jwk["kid"], crate::attest::RUNTIME_KID);
     }
 
     #[test]

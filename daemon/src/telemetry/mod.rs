@@ -327,15 +327,6 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the cache gauges: `objects` held and their total `bytes`.
-    /// Values above `i64::MAX` saturate.
-    pub fn set_cache(&self, objects: u64, bytes: u64) {
-        self.cached_objects
-            .set(i64::try_from(objects).unwrap_or(i64::MAX));
-        self.cached_bytes
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-    }
-
     /// Whether `/readyz` answers 200.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
@@ -454,7 +445,9 @@ mod tests {
         m.count_keyvault_request("kv-test.vault.localhost", "get_secret", None);
         m.count_token_request(true);
         m.count_rotation(RotationResult::Unchanged);
-        m.set_cache(3, 4096);
+        // The cache moves these gauges itself (store::CacheGauges shares them).
+        m.cached_objects.set(3);
+        m.cached_bytes.set(4096);
         let text = m.render();
         for line in [
             r#"vaultlet_node_publish_total{result="ok"} 1"#,
